@@ -1,0 +1,71 @@
+"""The contract between the dispatcher and each content-type compressor.
+
+A compressor is a small object with a ``name``, a ``score(text, ctx)`` that says
+how sure it is that the text is its kind (below 0: not mine), and a
+``compress(text, ctx)`` that returns a shorter text. Compressors are pure: no
+I/O, no clock, no randomness, no global mutable state. They may raise
+``ValueError`` when the input is not what they expected; the dispatcher in
+``engine/registry.py`` catches that and passes the original through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Level = Literal["off", "lossless", "balanced"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a compressor may know besides the text itself."""
+
+    tool_name: str | None = None
+    #: the tool call's arguments as sent by the model (usually a JSON string)
+    tool_args: str | None = None
+    #: the latest user request text, for query-relevant selection
+    query: str | None = None
+    level: Level = "balanced"
+    #: model name, for token counting
+    model: str = "default"
+    #: per-type minimum sizes in tokens below which nothing happens (type name -> tokens)
+    min_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Original:
+    """Content a lossy transform dropped, retrievable by ``key``."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one compressor returns for one piece of content."""
+
+    text: str
+    #: names of the transforms that ran, e.g. ``("json:minify", "json:table")``
+    transforms: tuple[str, ...] = ()
+    #: dropped content, keyed by the retrieval key quoted in the output's markers
+    originals: tuple[Original, ...] = ()
+    #: why a transform was considered and not applied, e.g. ``("json:table: no gain",)``
+    skipped: tuple[str, ...] = field(default=())
+
+    @property
+    def lossy(self) -> bool:
+        return bool(self.originals)
+
+
+class Compressor(Protocol):
+    name: str
+
+    def score(self, text: str, ctx: Context) -> float: ...
+
+    def compress(self, text: str, ctx: Context) -> Result: ...
+
+
+def retrieval_key(text: str) -> str:
+    """The deterministic retrieval key of a piece of original content."""
+    return "ctx_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]

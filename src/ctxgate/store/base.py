@@ -1,0 +1,81 @@
+"""Small interfaces of the stores. Backends live in sibling modules.
+
+The app receives built instances (see ``store/__init__.py: open_stores``), never
+URLs. Every backend maps its driver's errors to ``ctxgate.errors.StoreError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """One request, compressed or not, as the savings ledger records it."""
+
+    request_id: str
+    timestamp: float  # unix seconds
+    user: str
+    model: str
+    provider: str  # "anthropic" | "openai" | "unknown"
+    mode: str  # "service" | "proxy"
+    tokens_before: int
+    tokens_after: int
+    estimator: str
+    cost_per_mtok: float  # input price used, USD per 1M tokens
+    session: str | None = None
+    tenant: str = "default"
+    transforms: list[str] = field(default_factory=list)
+    skip_reason: str | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    # proxy mode: what the provider billed, from its own usage (None = unknown)
+    usage_input_tokens: int | None = None
+    usage_cache_write_tokens: int | None = None
+    usage_cache_write_1h_tokens: int | None = None
+    usage_cache_read_tokens: int | None = None
+    usage_output_tokens: int | None = None
+    billed_usd: float | None = None
+    counterfactual_usd: float | None = None
+
+    @property
+    def tokens_saved(self) -> int:
+        return max(0, self.tokens_before - self.tokens_after)
+
+    @property
+    def dollars_saved(self) -> float:
+        """Input dollars saved at the list input price (service mode and the fallback in proxy mode)."""
+        if self.billed_usd is not None and self.counterfactual_usd is not None:
+            return round(self.counterfactual_usd - self.billed_usd, 8)
+        return round(self.tokens_saved * self.cost_per_mtok / 1_000_000, 8)
+
+
+class Ledger(Protocol):
+    """Append-only savings ledger (rows are never replaced)."""
+
+    async def append(self, row: LedgerRow) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DecisionStore(Protocol):
+    """Compress-once decisions: key -> exact output text (None: verbatim)."""
+
+    async def get_many(self, keys: list[str]) -> dict[str, str | None]: ...
+
+    async def put_many(self, decisions: dict[str, str | None]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class OriginalsStore(Protocol):
+    """Content dropped by lossy transforms, retrievable by key within one tenant."""
+
+    async def put(self, tenant: str, key: str, text: str) -> None: ...
+
+    async def get(self, tenant: str, key: str) -> str | None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,243 @@
+"""Offline token counting: model name -> counter, no network access, ever.
+
+OpenAI encodings (``o200k_base``, ``cl100k_base``) are exact: tiktoken's Rust BPE
+runs on the vocabulary files that the ``bpe-openai`` wheel ships, checked against
+the SHA-256 that tiktoken itself pins for them. tiktoken's own loader is never
+called, so nothing is fetched or cached on disk.
+
+Claude models have no public tokenizer. Their counts are an estimate: the exact
+o200k count times a per-generation factor (see docs/TOKENS.md for the method and
+its error). Every count carries the name of the estimator that produced it, e.g.
+``o200k_base`` (exact) or ``claude-o200k-x1.19`` (estimate).
+
+Counting is on the hot path, so results are cached by content hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import math
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import tiktoken
+
+__all__ = [
+    "TokenCounter",
+    "BpeCounter",
+    "ClaudeEstimate",
+    "Count",
+    "counter_for",
+    "count",
+    "normalize_model",
+    "load_encoding",
+]
+
+# Pinned by tiktoken (tiktoken_ext/openai_public.py) for the official files.
+_EXPECTED_SHA256 = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+
+_PATTERNS = {
+    "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "o200k_base": "|".join(
+        [
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+            r"""\p{N}{1,3}""",
+            r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+            r"""\s*[\r\n]+""",
+            r"""\s+(?!\S)""",
+            r"""\s+""",
+        ]
+    ),
+}
+
+_SPECIALS = {
+    "cl100k_base": {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    },
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+
+
+def _vocabulary_path(name: str) -> Path:
+    """Where bpe-openai ships the file, found without importing bpe_openai (its import is slow)."""
+    spec = importlib.util.find_spec("bpe_openai")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the bpe-openai package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
+
+
+@cache
+def load_encoding(name: str) -> tiktoken.Encoding:
+    """Build an exact tiktoken Encoding from the vocabulary shipped in bpe-openai."""
+    if name not in _EXPECTED_SHA256:
+        raise ValueError(f"unknown encoding {name!r}; known: {sorted(_EXPECTED_SHA256)}")
+    raw = gzip.decompress(_vocabulary_path(name).read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != _EXPECTED_SHA256[name]:
+        raise ValueError(f"{name}: vocabulary hash mismatch ({digest}); refusing to count with it")
+    ranks: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return tiktoken.Encoding(
+        name=name,
+        pat_str=_PATTERNS[name],
+        mergeable_ranks=ranks,
+        special_tokens=_SPECIALS[name],
+    )
+
+
+class TokenCounter(Protocol):
+    """Counts the tokens of a text. ``name`` says which estimator it is."""
+
+    name: str
+    exact: bool
+
+    def count(self, text: str) -> int: ...
+
+
+class BpeCounter:
+    """Exact count with an OpenAI BPE encoding. Special-token text counts as ordinary text."""
+
+    exact = True
+
+    def __init__(self, encoding: str) -> None:
+        self.name = encoding
+        self._encoding_name = encoding
+
+    def count(self, text: str) -> int:
+        enc = load_encoding(self._encoding_name)
+        return len(enc.encode_ordinary(text))
+
+
+class ClaudeEstimate:
+    """Estimate of a Claude token count: ceil(o200k count x factor). See docs/TOKENS.md."""
+
+    exact = False
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.name = f"claude-o200k-x{factor:.2f}"
+        self._base = BpeCounter("o200k_base")
+
+    def count(self, text: str) -> int:
+        return math.ceil(self._base.count(text) * self.factor)
+
+
+#: Claude 3 up to Opus 4.6: public measurements put it 7-31% above o200k; the midpoint
+#: bounds the relative error to about +-10% over that range.
+CLAUDE_LEGACY_FACTOR = 1.19
+#: Claude Opus 4.7 and later (new tokenizer): 34-62% above o200k; midpoint, about +-10%.
+CLAUDE_47_FACTOR = 1.48
+
+_O200K = BpeCounter("o200k_base")
+_CL100K = BpeCounter("cl100k_base")
+_CLAUDE_LEGACY = ClaudeEstimate(CLAUDE_LEGACY_FACTOR)
+_CLAUDE_47 = ClaudeEstimate(CLAUDE_47_FACTOR)
+
+_PREFIX = re.compile(
+    r"^(?:(?:openai|anthropic|azure|azure_ai|bedrock|vertex_ai|vertex|openrouter|litellm|maas|gcp|aws)[/:])+"
+)
+_BEDROCK = re.compile(r"^(?:[a-z]{2}(?:-[a-z]+)?\.)?(?:anthropic|openai)\.")
+_SUFFIX = re.compile(r"(?:[-@]\d{8}|-\d{4}-\d{2}-\d{2}|-v\d+(?::\d+)?|:\d+|-latest)+$")
+
+
+def normalize_model(model: str) -> str:
+    """``bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0`` -> ``claude-3-5-sonnet``."""
+    m = (model or "default").strip().lower()
+    m = _PREFIX.sub("", m)
+    m = m.rsplit("/", 1)[-1]
+    m = _BEDROCK.sub("", m)
+    m = _SUFFIX.sub("", m)
+    return m or "default"
+
+
+_CLAUDE_VERSION = re.compile(
+    r"claude-(?:(?:opus|sonnet|haiku)-(\d+)(?:[-.](\d))?|(\d+)(?:[-.](\d))?-(?:opus|sonnet|haiku))"
+)
+
+
+def _claude_counter(norm: str) -> TokenCounter:
+    m = _CLAUDE_VERSION.search(norm)
+    if m:
+        major = int(m.group(1) or m.group(3))
+        minor = int(m.group(2) or m.group(4) or 0)
+        if (major, minor) >= (4, 7):
+            return _CLAUDE_47
+    return _CLAUDE_LEGACY
+
+
+@lru_cache(maxsize=4096)
+def counter_for(model: str) -> TokenCounter:
+    """The counter for a model name, tolerant of provider prefixes and dated suffixes."""
+    norm = normalize_model(model)
+    if "claude" in norm:
+        return _claude_counter(norm)
+    if norm.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt", "gpt-oss")):
+        return _O200K
+    if norm.startswith(("gpt-4", "gpt-3.5", "text-embedding", "davinci", "babbage")):
+        return _CL100K
+    return _O200K
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    tokens: int
+    estimator: str
+    exact: bool
+
+
+class _CountCache:
+    """A bounded LRU of (estimator, content hash) -> tokens, safe across threads."""
+
+    def __init__(self, maxsize: int = 65536) -> None:
+        self._data: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self._max = maxsize
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bytes]) -> int | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, bytes], value: int) -> None:
+        with self._lock:
+            self._data[key] = value
+            if len(self._data) > self._max:
+                self._data.popitem(last=False)
+
+
+_CACHE = _CountCache()
+_SMALL = 64  # below this many characters hashing costs about as much as counting
+
+
+def count(text: str, model: str = "default") -> Count:
+    """Token count of ``text`` for ``model``, cached by content hash."""
+    counter = counter_for(model)
+    if len(text) < _SMALL:
+        return Count(counter.count(text), counter.name, counter.exact)
+    key = (counter.name, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = counter.count(text)
+        _CACHE.put(key, cached)
+    return Count(cached, counter.name, counter.exact)
