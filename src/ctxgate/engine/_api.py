@@ -69,3 +69,12 @@ class Compressor(Protocol):
 def retrieval_key(text: str) -> str:
     """The deterministic retrieval key of a piece of original content."""
     return "ctx_" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def omission_marker(omitted: int, total: int, unit: str, what: str, key: str) -> str:
+    """The one in-place marker for dropped content, shared by every lossy transform.
+
+    ``[... 57 of 100 items omitted: all level=INFO, status=200; retrieve: ctx_...]``
+    """
+    detail = f": {what}" if what else ""
+    return f"[... {omitted} of {total} {unit} omitted{detail}; retrieve: {key}]"

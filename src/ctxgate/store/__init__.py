@@ -4,6 +4,6 @@ Interfaces in ``base.py``; the embedded default is SQLite, scale-out backends ar
 PostgreSQL (ledger, pricing) and Redis (decisions, originals, sessions).
 """
 
-from ctxgate.store.base import DecisionStore, Ledger, LedgerRow, OriginalsStore
+from ctxgate.store.base import DecisionStore, Ledger, LedgerRow, OriginalsStore, Price, PriceBook
 
-__all__ = ["DecisionStore", "Ledger", "LedgerRow", "OriginalsStore"]
+__all__ = ["DecisionStore", "Ledger", "LedgerRow", "OriginalsStore", "Price", "PriceBook"]

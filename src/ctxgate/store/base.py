@@ -79,3 +79,22 @@ class OriginalsStore(Protocol):
     async def get(self, tenant: str, key: str) -> str | None: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """List prices of one model, USD per 1M tokens. ``rule`` says how the model name matched."""
+
+    model: str
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float  # 5-minute cache write (Anthropic); OpenAI has none (= input)
+    cache_write_1h: float | None = None
+    rule: str = "exact"  # "exact" | "normalized" | "family" | "fallback"
+
+
+class PriceBook(Protocol):
+    def lookup(self, model: str) -> Price: ...
+
+    def snapshot(self) -> dict[str, Price]: ...
