@@ -70,3 +70,27 @@ class Pipeline:
     async def aclose(self) -> None:
         await self.decisions.aclose()
         await self.originals.aclose()
+
+
+class _NullStore:
+    """STUB until the conversation layer lands: remembers nothing."""
+
+    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
+        return {}
+
+    async def put_many(self, decisions: dict[str, str | None]) -> None:
+        return None
+
+    async def put(self, tenant: str, key: str, text: str) -> None:
+        return None
+
+    async def get(self, tenant: str, key: str) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """Open the configured stores and return the pipeline (the app calls this at start-up)."""
+    return Pipeline(settings, _NullStore(), _NullStore())
