@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         description="Bearer token required on every endpoint but /health and /readyz. "
         "Unset: no auth, which is allowed only when host is a loopback address.",
     )
+    allow_unauthenticated: bool = Field(
+        False, description="Serve without auth_token on a non-loopback host (explicit opt-out of the start-up check)."
+    )
 
     # --- compression policy ---------------------------------------------------
     level: Level = Field("balanced", description="Default compression level: off, lossless or balanced.")
@@ -108,6 +111,9 @@ class Settings(BaseSettings):
         7 * 24 * 3600, ge=60, description="How long a compress-once decision is kept after its last use."
     )
     ledger_retention_days: int = Field(90, ge=1, description="Ledger rows older than this are deleted.")
+    ledger_queue_size: int = Field(
+        10000, ge=10, description="Ledger rows queued for the batched writer; past it rows are dropped and counted."
+    )
 
     # --- pricing ------------------------------------------------------------
     pricing_file: Path | None = Field(None, description="JSON/YAML/TOML file overriding built-in prices.")

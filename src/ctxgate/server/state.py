@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from ctxgate.pipeline import Pipeline
 from ctxgate.settings import Settings
 from ctxgate.store.base import LedgerRow, PriceBook
+
+if TYPE_CHECKING:
+    from ctxgate.store.ledger import SqlLedger
 
 
 class Recorder(Protocol):
@@ -28,3 +32,6 @@ class AppState:
     pipeline: Pipeline
     recorder: Recorder
     prices: PriceBook
+    #: the ledger the read endpoints query (None only in apps built without stores)
+    ledger: SqlLedger | None = None
+    started_at: float = field(default_factory=time.time)

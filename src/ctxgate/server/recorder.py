@@ -1,0 +1,109 @@
+"""Writes ledger rows off the response path, in batches, from a bounded queue.
+
+``record(row)`` never blocks and never raises: it updates the metrics at once and
+queues the row; a background task writes queued rows every ``interval_s`` (or as soon
+as a batch is full). ``flush()`` writes whatever is queued now, so a read right after a
+call sees it. When the queue is full the row is dropped and counted
+(``ctxgate_ledger_dropped_rows_total{reason="queue_full"}``); a failed write keeps the rows
+queued for the next try as long as there is room. Old rows are pruned once an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from ctxgate.errors import StoreError
+from ctxgate.server import metrics
+from ctxgate.store.base import LedgerRow
+from ctxgate.store.ledger import SqlLedger
+
+log = logging.getLogger(__name__)
+
+
+class LedgerRecorder:
+    """The app's ``Recorder``: metrics now, ledger rows soon."""
+
+    def __init__(self, ledger: SqlLedger, *, max_queue: int = 10_000, batch_size: int = 500,
+                 interval_s: float = 0.05, prune_every_s: float = 3600.0) -> None:
+        self.ledger = ledger
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.interval_s = interval_s
+        self.prune_every_s = prune_every_s
+        self.dropped = 0
+        self.written = 0
+        self.last_error: str | None = None
+        self._queue: deque[LedgerRow] = deque()
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def record(self, row: LedgerRow) -> None:
+        try:
+            metrics.observe(row)
+        except Exception:  # metrics must never break a request
+            log.exception("metrics update failed")
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            metrics.LEDGER_DROPPED.labels("queue_full").inc()
+            return
+        self._queue.append(row)
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every row queued so far (raises ``StoreError`` if the ledger is down)."""
+        async with self._lock:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                try:
+                    self.written += await self.ledger.append_many(batch)
+                    self.last_error = None
+                except StoreError as exc:
+                    self.last_error = str(exc)
+                    room = self.max_queue - len(self._queue)
+                    keep, lost = batch[:max(0, room)], batch[max(0, room):]
+                    self._queue.extendleft(reversed(keep))
+                    if lost:
+                        self.dropped += len(lost)
+                        metrics.LEDGER_DROPPED.labels("write_failed").inc(len(lost))
+                    raise
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            try:
+                await self.flush()
+                now = time.time()
+                if now - self._last_prune >= self.prune_every_s:
+                    self._last_prune = now
+                    await self.ledger.prune(now)
+            except StoreError as exc:
+                log.warning("ledger write failed, will retry: %s", exc)
+                await asyncio.sleep(min(5.0, self.interval_s * 20))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="ctxgate-ledger-recorder")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log.error("ledger: %d rows not written at shutdown: %s", len(self._queue), exc)
