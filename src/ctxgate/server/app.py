@@ -24,7 +24,7 @@ from ctxgate import __version__
 from ctxgate.errors import StoreError
 from ctxgate.pipeline import Pipeline, build_pipeline
 from ctxgate.pricing import PriceTable
-from ctxgate.server import errors, health, metrics, service, stats
+from ctxgate.server import errors, health, metrics, proxy, service, stats
 from ctxgate.server.auth import BearerAuth, check_config
 from ctxgate.server.recorder import LedgerRecorder
 from ctxgate.server.state import AppState
@@ -113,7 +113,7 @@ def create_app(
     app.state.upstream_transport = upstream_transport
     app.state.ctx = ctx
     errors.install(app)
-    for module in (health, service, stats, metrics):
+    for module in (health, service, stats, metrics, proxy):  # proxy last: its /v1/{path} catch-all
         app.include_router(module.router)
     if settings.auth_token is not None:
         app.add_middleware(BearerAuth, token=settings.auth_token.get_secret_value())
