@@ -128,6 +128,8 @@ class SqlLedger:
 
     #: expression of the hour bucket (unix hour number) of column ts
     HOUR_SQL = "CAST(ts / 3600 AS INTEGER)"
+    #: insertion order, to break ties between rows with the same timestamp
+    SEQ_SQL = "rowid"
     name = "sql"
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -181,7 +183,7 @@ class SqlLedger:
         """Newest first."""
         cond = "tokens_saved > 0" if compressed_only else "1=1"
         recs = await self._fetch(
-            f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE {cond} ORDER BY ts DESC, id DESC LIMIT ?", [limit])
+            f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE {cond} ORDER BY ts DESC, {self.SEQ_SQL} DESC LIMIT ?", [limit])
         return [row_from_record(r) for r in recs]
 
     async def group(self, by: str, since: float | None = None, until: float | None = None,

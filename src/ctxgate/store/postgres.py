@@ -32,7 +32,7 @@ _SCHEMA = [
     transforms TEXT NOT NULL DEFAULT '', skip_reason TEXT, error TEXT, latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
     usage_input_tokens BIGINT, usage_cache_write_tokens BIGINT, usage_cache_write_1h_tokens BIGINT,
     usage_cache_read_tokens BIGINT, usage_output_tokens BIGINT, billed_usd DOUBLE PRECISION,
-    counterfactual_usd DOUBLE PRECISION)""",
+    counterfactual_usd DOUBLE PRECISION, seq BIGSERIAL)""",
     "CREATE INDEX IF NOT EXISTS ctxgate_ledger_ts ON ctxgate_ledger(ts)",
     "CREATE INDEX IF NOT EXISTS ctxgate_ledger_user ON ctxgate_ledger(user_id, ts)",
     "CREATE TABLE IF NOT EXISTS ctxgate_lifetime (id INTEGER PRIMARY KEY CHECK (id = 1), "
@@ -78,6 +78,7 @@ class PostgresLedger(SqlLedger):
 
     name = "postgres"
     HOUR_SQL = "FLOOR(ts / 3600)::BIGINT"
+    SEQ_SQL = "seq"
 
     def __init__(self, dsn: str, *, retention_days: int = 90) -> None:
         self._db = _Connection(dsn)
