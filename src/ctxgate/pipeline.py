@@ -1,19 +1,43 @@
 """One request end to end: candidate blocks, compress-once decisions, splice, validate.
 
-STUB: the interface is fixed (service and proxy code against it); the conversation
-layer issue fills in the body. For now every body passes through unchanged.
+``Pipeline.run(raw, info)`` never raises. It parses the body with the wire-format
+module, identifies the session, looks up every tool output's compress-once decision,
+decides the new ones (protection policy, duplicates, the engine), splices the results
+into the raw bytes, validates the output against the input, records the new decisions
+and returns the new body. Any error, store failure or time-budget overrun sends the
+original bytes instead, with the reason in ``skip_reason``.
+
+The clock lives here (``clock`` for session times, ``timer`` for the budget), never in
+``conversation/`` or ``engine/``. See docs/ARCHITECTURE.md, "Decision lifecycle".
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from ctxgate import tokens
+from ctxgate import conversation, engine, tokens
+from ctxgate.conversation import Conversation, Edit
+from ctxgate.conversation import policy as pol
+from ctxgate.engine._api import retrieval_key
+from ctxgate.errors import ConfigError, StoreError
 from ctxgate.settings import Level, Settings
-from ctxgate.store.base import DecisionStore, OriginalsStore
+from ctxgate.store.base import DecisionStore, OriginalsStore, SessionStore
+from ctxgate.store.decisions import MAX_VALUE_CHARS, MemoryDecisionStore, SqliteDecisionStore
 
 WireFormat = Literal["anthropic", "openai_chat", "openai_responses"]
+Clock = Callable[[], float]
+#: model name -> input price in USD per 1M tokens, None when unknown
+PriceOf = Callable[[str], float | None]
+
+#: share of the time budget after which no new block is decided (the rest stay verbatim, undecided)
+_SOFT_BUDGET = 0.7
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,53 +68,348 @@ class PipelineResult:
     #: set when nothing was changed: "level_off", "no_candidates", "store_unavailable", "error", ...
     skip_reason: str | None = None
     error: str | None = None
+    #: what happened to the request's blocks: "replayed", "compressed", "verbatim", "old_kept",
+    #: "protected", "file_read", "error_result", "small", "duplicate", "stale_read", "cold_cache",
+    #: "first_with_history", "deferred" (time budget), ...
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
         return self.tokens_after < self.tokens_before
 
 
+@dataclass(slots=True)
+class _Plan:
+    """The outcome of deciding one request (computed in a worker thread)."""
+
+    body: bytes
+    delta: int = 0  # tokens removed
+    edits: int = 0
+    decisions: dict[str, str | None] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)
+    transforms: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
+    invalid: str | None = None
+
+
+def fingerprint(tenant: str, model: str, first_user: str) -> str:
+    """The session id of a request without a session header."""
+    h = hashlib.sha256("\x1f".join((tenant, model, first_user)).encode("utf-8", "surrogatepass"))
+    return "fp-" + h.hexdigest()[:32]
+
+
+def decision_key(tenant: str, session: str, content_hash: str, tool: str, occurrence: str) -> str:
+    """Key of one block's decision: tenant, session, content, tool, the call it answers, policy version."""
+    parts = (pol.POLICY_VERSION, tenant, session, content_hash, tool, occurrence)
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _content_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 class Pipeline:
-    def __init__(self, settings: Settings, decisions: DecisionStore, originals: OriginalsStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        decisions: DecisionStore,
+        originals: OriginalsStore,
+        sessions: SessionStore | None = None,
+        *,
+        clock: Clock = time.time,
+        timer: Clock = time.perf_counter,
+        price_of: PriceOf | None = None,
+    ) -> None:
         self.settings = settings
         self.decisions = decisions
         self.originals = originals
+        if sessions is None:
+            own = hasattr(decisions, "touch") and hasattr(decisions, "active")
+            sessions = decisions if own else MemoryDecisionStore(settings.decision_ttl_s)  # type: ignore[assignment]
+        self.sessions: SessionStore = sessions  # type: ignore[assignment]
+        self.clock = clock
+        self.timer = timer
+        self.price_of: PriceOf = price_of or (lambda model: None)
+
+    # --- public -----------------------------------------------------------
 
     async def run(self, raw: bytes, info: RequestInfo) -> PipelineResult:
-        n = tokens.count(raw.decode("utf-8", "replace"), info.model)
+        """The body to send upstream, and what was done to it. Never raises."""
+        start = self.timer()
+        try:
+            return await self._run(raw, info, start)
+        except Exception as exc:  # noqa: BLE001 - fail open: the original goes upstream
+            return self._passthrough(raw, info, None, "", "error", f"{type(exc).__name__}: {exc}")
+
+    async def active_sessions(self, tenant: str | None = None, within_s: float = 3600) -> list[dict[str, Any]]:
+        """Sessions seen in the last ``within_s`` seconds, most recent first. Raises StoreError."""
+        rows = await self.sessions.active(tenant, self.clock() - within_s)
+        return [r.as_dict() for r in rows]
+
+    async def aclose(self) -> None:
+        seen: set[int] = set()
+        for store in (self.decisions, self.originals, self.sessions):
+            if id(store) not in seen:
+                seen.add(id(store))
+                await store.aclose()
+
+    # --- one request ----------------------------------------------------------
+
+    async def _run(self, raw: bytes, info: RequestInfo, start: float) -> PipelineResult:
+        s = self.settings
+        budget = s.time_budget_ms / 1000.0
+        if len(raw) > s.max_body_bytes:
+            n = len(raw) // 4
+            return PipelineResult(raw, n, n, "chars/4", info.session_id or "", skip_reason="too_large")
+        try:
+            conv = await asyncio.wait_for(asyncio.to_thread(conversation.parse, raw, info.fmt), budget)
+        except TimeoutError:
+            return self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
+        except ValueError as exc:
+            return self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
+        session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
+        level = info.level or s.level
+        price = self.price_of(info.model)
+        skip = None
+        if level == "off":
+            skip = "level_off"
+        elif price is not None and price < s.price_floor_per_mtok:
+            skip = "price_floor"
+        elif not conv.blocks:
+            skip = "no_candidates"
+        now = self.clock()
+        try:
+            prev = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
+        except StoreError as exc:
+            return self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc))
+        if skip:
+            return self._passthrough(raw, info, conv, session, skip, None)
+
+        known = prev is not None
+        cold = known and prev is not None and now - prev.last_seen > conv.cache_lifetime_s
+        hashes = [_content_hash(b.text) for b in conv.blocks]
+        keys = self._keys(conv, hashes, info.tenant, session)
+        try:
+            existing = await self.decisions.get_many(keys)
+        except StoreError as exc:
+            return self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
+        policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
+        remaining = budget - (self.timer() - start)
+        soft_deadline = start + budget * _SOFT_BUDGET
+        try:
+            plan = await asyncio.wait_for(
+                asyncio.to_thread(
+                    self._decide, raw, conv, info, keys, existing, known, cold, policy, soft_deadline
+                ),
+                max(remaining, 0.001),
+            )
+        except TimeoutError:
+            return self._passthrough(raw, info, conv, session, "time_budget", None)
+        if plan.invalid:
+            return self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid)
+        try:
+            for key, text in plan.originals.items():
+                await self.originals.put(info.tenant, key, text)
+            if plan.decisions:
+                await self.decisions.put_many(plan.decisions)
+        except StoreError as exc:
+            return self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
+        before = self._count(conv, info.model)
         return PipelineResult(
-            body=raw,
-            tokens_before=n.tokens,
-            tokens_after=n.tokens,
-            estimator=n.estimator,
-            session_id=info.session_id or "",
-            skip_reason="not_implemented",
+            body=plan.body,
+            tokens_before=before.tokens,
+            tokens_after=before.tokens - plan.delta,
+            estimator=before.estimator,
+            session_id=session,
+            transforms=sorted(plan.transforms),
+            ccr_hashes=sorted(plan.originals),
+            skip_reason=None if plan.edits else "no_change",
+            counts=dict(plan.counts),
         )
 
-    async def aclose(self) -> None:
-        await self.decisions.aclose()
-        await self.originals.aclose()
+    @staticmethod
+    def _keys(conv: Conversation, hashes: list[str], tenant: str, session: str) -> list[str]:
+        seen: Counter[str] = Counter()
+        keys = []
+        for b, h in zip(conv.blocks, hashes, strict=True):
+            occurrence = b.tool_id or f"#{seen[h]}"
+            seen[h] += 1
+            keys.append(decision_key(tenant, session, h, b.tool_name or "", f"{occurrence}/{b.part}"))
+        return keys
+
+    def _decide(
+        self,
+        raw: bytes,
+        conv: Conversation,
+        info: RequestInfo,
+        keys: list[str],
+        existing: dict[str, str | None],
+        known: bool,
+        cold: bool,
+        policy: pol.Policy,
+        soft_deadline: float,
+    ) -> _Plan:
+        """Decide every block (pure apart from the timer); splice and validate."""
+        plan = _Plan(body=raw)
+        dups = pol.duplicates(conv.blocks)
+        stale = pol.stale_reads(conv) if cold else {}
+        later_texts = {b.text for b in conv.blocks if b.index in dups}
+        sent: dict[int, str] = {}  # block index -> text that goes upstream
+        edits: list[Edit] = []
+        for b, key in zip(conv.blocks, keys, strict=True):
+            old = b.message <= conv.last_assistant
+            stale_here = b.index in stale and b.text not in later_texts
+            if key in existing and not stale_here:
+                value = existing[key]
+                plan.counts["replayed"] += 1
+            elif known and old and not cold:
+                # probably cached verbatim by the provider: never touched, never recorded
+                plan.counts["old_kept"] += 1
+                sent[b.index] = b.text
+                continue
+            elif self.timer() > soft_deadline:
+                plan.counts["deferred"] += 1
+                sent[b.index] = b.text
+                continue
+            else:
+                value = self._new_decision(b, key, conv, info, policy, dups, stale if stale_here else {}, sent, plan)
+                if value is not None and (len(value) > MAX_VALUE_CHARS or value == b.text):
+                    value = None
+                plan.decisions[key] = value
+                if old:
+                    plan.counts["cold_cache" if known else "first_with_history"] += 1
+            text = b.text if value is None else value
+            sent[b.index] = text
+            if text != b.text:
+                edits.append(Edit(b.start, b.end, text))
+                plan.delta += tokens.count(b.text, info.model).tokens - tokens.count(text, info.model).tokens
+        if edits:
+            plan.edits = len(edits)
+            plan.body = conversation.splice(raw, edits)
+            plan.invalid = _validate(raw, plan.body, conv, info.fmt, sent)
+        return plan
+
+    def _new_decision(
+        self,
+        b: conversation.Block,
+        key: str,
+        conv: Conversation,
+        info: RequestInfo,
+        policy: pol.Policy,
+        dups: dict[int, conversation.Block],
+        stale: dict[int, tuple[str, conversation.ToolCall]],
+        sent: dict[int, str],
+        plan: _Plan,
+    ) -> str | None:
+        """The output of a block seen for the first time (None: verbatim); fills plan's records."""
+        if b.index in stale:
+            path, writer = stale[b.index]
+            ref = retrieval_key(b.text)
+            plan.originals[ref] = b.text
+            plan.counts["stale_read"] += 1
+            plan.transforms["stale_read"] += 1
+            return pol.stale_marker(path, writer, ref)
+        n = tokens.count(b.text, info.model).tokens
+        call = conv.calls.get(b.tool_id)
+        reason = policy.protection(b, call, n)
+        first = dups.get(b.index)
+        # a protected output may point only at a copy that went upstream exactly
+        if (
+            first is not None
+            and n >= pol.DEDUP_MIN_TOKENS
+            and policy.level_for(b.tool_name) != "off"
+            and (reason not in ("protected", "file_read") or sent.get(first.index) == first.text)
+        ):
+            ref = retrieval_key(b.text)
+            plan.originals[ref] = b.text
+            plan.counts["duplicate"] += 1
+            plan.transforms["duplicate"] += 1
+            return pol.duplicate_marker(first, ref)
+        if reason is not None:
+            plan.counts[reason] += 1
+            return None
+        outcome = engine.compress(
+            b.text,
+            engine.Context(
+                tool_name=b.tool_name,
+                tool_args=call.args if call else None,
+                query=conv.query,
+                level=policy.level_for(b.tool_name),
+                model=info.model,
+                min_tokens=policy.min_tokens,
+            ),
+        )
+        if not outcome.changed:
+            plan.counts["verbatim"] += 1
+            return None
+        for o in outcome.originals:
+            plan.originals[o.key] = o.text
+        if any(len(o.text) > MAX_VALUE_CHARS for o in outcome.originals):
+            plan.counts["too_large"] += 1
+            return None
+        plan.counts["compressed"] += 1
+        plan.transforms.update(outcome.transforms)
+        return outcome.text
+
+    # --- helpers ------------------------------------------------------------
+
+    def _count(self, conv: Conversation, model: str) -> tokens.Count:
+        """Tokens of the body's JSON text, counted per message (cached by content) plus the rest."""
+        text = conv.text
+        total = sum(tokens.count(text[m.start : m.end], model).tokens for m in conv.messages)
+        rest = text[: conv.messages[0].start] + text[conv.messages[-1].end :] if conv.messages else text
+        c = tokens.count(rest, model)
+        return tokens.Count(total + c.tokens, c.estimator, c.exact)
+
+    def _passthrough(
+        self,
+        raw: bytes,
+        info: RequestInfo,
+        conv: Conversation | None,
+        session: str,
+        reason: str,
+        error: str | None,
+    ) -> PipelineResult:
+        try:
+            n = self._count(conv, info.model) if conv else tokens.count(raw.decode("utf-8", "replace"), info.model)
+            before, estimator = n.tokens, n.estimator
+        except Exception:  # noqa: BLE001 - counting must not turn a pass-through into a failure
+            before, estimator = len(raw) // 4, "chars/4"
+        return PipelineResult(raw, before, before, estimator, session, skip_reason=reason, error=error)
 
 
-class _NullStore:
-    """STUB until the conversation layer lands: remembers nothing."""
-
-    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
-        return {}
-
-    async def put_many(self, decisions: dict[str, str | None]) -> None:
-        return None
-
-    async def put(self, tenant: str, key: str, text: str) -> None:
-        return None
-
-    async def get(self, tenant: str, key: str) -> str | None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
+def _validate(raw: bytes, out: bytes, conv: Conversation, fmt: str, sent: dict[int, str]) -> str | None:
+    """None when ``out`` keeps the messages, roles, tool ids and pairing of ``raw`` (else the reason)."""
+    try:
+        json.loads(out)
+        new = conversation.parse(out, fmt)
+    except ValueError as exc:
+        return f"output is not valid: {exc}"
+    if [(m.role, m.tool_ids) for m in new.messages] != [(m.role, m.tool_ids) for m in conv.messages]:
+        return "messages, roles or tool ids changed"
+    if len(new.blocks) != len(conv.blocks):
+        return "tool outputs changed in number"
+    for a, b in zip(conv.blocks, new.blocks, strict=True):
+        if (a.tool_id, a.message, a.part) != (b.tool_id, b.message, b.part) or b.text != sent.get(a.index, a.text):
+            return f"tool output {a.index} does not hold its decided text"
+    return None
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def build_pipeline(
+    settings: Settings, *, clock: Clock = time.time, price_of: PriceOf | None = None
+) -> Pipeline:
     """Open the configured stores and return the pipeline (the app calls this at start-up)."""
-    return Pipeline(settings, _NullStore(), _NullStore())
+    ttl = settings.decision_ttl_s
+    store: Any
+    if settings.decision_store == "memory":
+        store = MemoryDecisionStore(ttl, max_entries=min(settings.decision_max_entries, 200_000), clock=clock)
+    elif settings.decision_store == "redis":
+        if settings.redis_url is None:
+            raise ConfigError("decision_store=redis needs redis_url (CTXGATE_REDIS_URL)")
+        from ctxgate.store.redis import RedisDecisionStore
+
+        store = RedisDecisionStore(settings.redis_url.get_secret_value(), ttl, clock=clock)
+    else:
+        path = settings.data_dir / "decisions.sqlite3"
+        store = SqliteDecisionStore(path, ttl, max_entries=settings.decision_max_entries, clock=clock)
+    return Pipeline(settings, store, store, store, clock=clock, price_of=price_of)

@@ -82,6 +82,44 @@ class OriginalsStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class SessionActivity:
+    """What the session-activity store knows of one session."""
+
+    tenant: str
+    session: str
+    user: str
+    model: str
+    first_seen: float  # unix seconds
+    last_seen: float
+    requests: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "session_id": self.session,
+            "tenant": self.tenant,
+            "user": self.user,
+            "model": self.model,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "requests": self.requests,
+        }
+
+
+class SessionStore(Protocol):
+    """Session activity, shared by every worker and replica."""
+
+    async def touch(self, tenant: str, session: str, user: str, model: str, now: float) -> SessionActivity | None:
+        """Record one request of the session; return what was known before it (None: a new session)."""
+        ...
+
+    async def active(self, tenant: str | None, since: float) -> list[SessionActivity]:
+        """Sessions seen at or after ``since`` (unix seconds), most recent first; all tenants when None."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Price:
     """List prices of one model, USD per 1M tokens. ``rule`` says how the model name matched."""
 

@@ -1,0 +1,268 @@
+"""The shared block model, a JSON scanner that keeps offsets, and the splice helper.
+
+A request body is never re-serialized. ``scan(text)`` parses the decoded body into
+``Node`` objects that remember where each value starts and ends; the wire-format
+modules walk those nodes to find tool outputs (``Block``) and the messages around
+them (``Message``). ``splice(raw, edits)`` then replaces only the JSON string
+literals named by the edits; every other byte is copied from the input.
+
+Offsets are character offsets in the decoded body. UTF-8 decoding and re-encoding of
+valid input is exact, so the bytes outside the edited spans are the input's bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from typing import Any
+
+_WS = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_MAX_DEPTH = 256
+
+OBJECT, ARRAY, STRING, SCALAR = "o", "a", "s", "n"
+
+
+class Node:
+    """One JSON value and the half-open character range ``[start, end)`` it occupies."""
+
+    __slots__ = ("end", "kind", "start", "value")
+
+    def __init__(self, kind: str, start: int, end: int, value: Any) -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        #: dict[str, Node] (last key wins, as in json.loads), list[Node], str, or a scalar
+        self.value = value
+
+    def get(self, key: str) -> Node | None:
+        return self.value.get(key) if self.kind == OBJECT else None
+
+    def str_of(self, key: str) -> str | None:
+        n = self.get(key)
+        return n.value if n is not None and n.kind == STRING else None
+
+    def items(self) -> list[Node]:
+        return self.value if self.kind == ARRAY else []
+
+
+class _Scanner:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def value(self, i: int, depth: int) -> tuple[Node, int]:
+        text = self.text
+        i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        if i >= len(text):
+            raise ValueError("unexpected end of JSON")
+        c = text[i]
+        if c == '"':
+            s, end = scanstring(text, i + 1, True)
+            return Node(STRING, i, end, s), end
+        if c == "{":
+            return self.obj(i, depth + 1)
+        if c == "[":
+            return self.arr(i, depth + 1)
+        m = _NUMBER.match(text, i)
+        if m:
+            lit = m.group()
+            num: Any = float(lit) if any(ch in lit for ch in ".eE") else int(lit)
+            return Node(SCALAR, i, m.end(), num), m.end()
+        for word, val in (("true", True), ("false", False), ("null", None)):
+            if text.startswith(word, i):
+                return Node(SCALAR, i, i + len(word), val), i + len(word)
+        raise ValueError(f"invalid JSON at offset {i}")
+
+    def obj(self, start: int, depth: int) -> tuple[Node, int]:
+        if depth > _MAX_DEPTH:
+            raise ValueError("JSON nested too deeply")
+        text, ws = self.text, _WS
+        out: dict[str, Node] = {}
+        i = ws.match(text, start + 1).end()  # type: ignore[union-attr]
+        if text.startswith("}", i):
+            return Node(OBJECT, start, i + 1, out), i + 1
+        while True:
+            if not text.startswith('"', i):
+                raise ValueError(f"expected a key at offset {i}")
+            key, i = scanstring(text, i + 1, True)
+            i = ws.match(text, i).end()  # type: ignore[union-attr]
+            if not text.startswith(":", i):
+                raise ValueError(f"expected ':' at offset {i}")
+            node, i = self.value(i + 1, depth)
+            out[key] = node
+            i = ws.match(text, i).end()  # type: ignore[union-attr]
+            if text.startswith(",", i):
+                i = ws.match(text, i + 1).end()  # type: ignore[union-attr]
+                continue
+            if text.startswith("}", i):
+                return Node(OBJECT, start, i + 1, out), i + 1
+            raise ValueError(f"expected ',' or '}}' at offset {i}")
+
+    def arr(self, start: int, depth: int) -> tuple[Node, int]:
+        if depth > _MAX_DEPTH:
+            raise ValueError("JSON nested too deeply")
+        text, ws = self.text, _WS
+        out: list[Node] = []
+        i = ws.match(text, start + 1).end()  # type: ignore[union-attr]
+        if text.startswith("]", i):
+            return Node(ARRAY, start, i + 1, out), i + 1
+        while True:
+            node, i = self.value(i, depth)
+            out.append(node)
+            i = ws.match(text, i).end()  # type: ignore[union-attr]
+            if text.startswith(",", i):
+                i += 1
+                continue
+            if text.startswith("]", i):
+                return Node(ARRAY, start, i + 1, out), i + 1
+            raise ValueError(f"expected ',' or ']' at offset {i}")
+
+
+def decode(raw: bytes) -> str:
+    """The body as text; raises ValueError when it is not valid UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"body is not valid UTF-8: {exc.reason}") from exc
+
+
+def scan(text: str) -> Node:
+    """Parse a JSON document, keeping the offsets of every value. Raises ValueError."""
+    try:
+        node, end = _Scanner(text).value(0, 0)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+    if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError(f"extra data after JSON at offset {end}")
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call made by the model: its id, tool name and arguments (JSON text)."""
+
+    id: str
+    name: str
+    args: str
+    message: int
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message (or Responses item): its role and the range of its JSON object."""
+
+    role: str
+    start: int
+    end: int
+    #: tool ids this message carries: calls of an assistant message, results of the others
+    tool_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One tool output (or one text part of it) that the policy may compress."""
+
+    index: int  # position among the request's blocks
+    message: int  # index of the message holding it
+    tool_id: str
+    part: int  # index of the text part in a list content; -1 for a plain string
+    text: str  # the decoded string value
+    start: int  # range of the JSON string literal, quotes included
+    end: int
+    tool_name: str | None = None
+    tool_args: str | None = None
+    is_error: bool = False
+
+
+@dataclass(slots=True)
+class Conversation:
+    """What a wire-format module found in one request body."""
+
+    text: str
+    messages: list[Message]
+    blocks: list[Block]
+    calls: dict[str, ToolCall] = field(default_factory=dict)
+    #: index of the last assistant message (or model output item), -1 when none
+    last_assistant: int = -1
+    #: raw JSON text of the first user message's content ("" when none), for session fingerprints
+    first_user: str = ""
+    #: text of the latest user message, the query for query-aware compression
+    query: str | None = None
+    #: how long the provider keeps this request's prompt cache when idle (seconds)
+    cache_lifetime_s: float = 300.0
+    #: offset just past the last message (where a longer request's next message would start)
+    messages_end: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace the JSON string literal at ``[start, end)`` by one holding ``text``."""
+
+    start: int
+    end: int
+    text: str
+
+
+def quote(text: str) -> str:
+    """The JSON string literal of ``text``: deterministic, UTF-8 kept, lone surrogates escaped."""
+    literal = json.dumps(text, ensure_ascii=False)
+    try:
+        literal.encode("utf-8")
+    except UnicodeEncodeError:
+        literal = json.dumps(text)
+    return literal
+
+
+def splice_text(text: str, edits: list[Edit]) -> str:
+    """Replace the string literals named by ``edits``; everything else is copied."""
+    out: list[str] = []
+    pos = 0
+    for e in sorted(edits, key=lambda e: e.start):
+        if e.start < pos or e.end > len(text) or text[e.start] != '"' or text[e.end - 1] != '"':
+            raise ValueError(f"edit [{e.start}, {e.end}) is not a string literal of the body")
+        out.append(text[pos : e.start])
+        out.append(quote(e.text))
+        pos = e.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def splice(raw: bytes, edits: list[Edit]) -> bytes:
+    """``raw`` with the string literals named by ``edits`` replaced (offsets as in ``scan``)."""
+    if not edits:
+        return raw
+    return splice_text(decode(raw), edits).encode("utf-8")
+
+
+def text_of(node: Node | None) -> str:
+    """Plain text of a message content: a string, or the text parts of a list."""
+    if node is None:
+        return ""
+    if node.kind == STRING:
+        return str(node.value)
+    parts = []
+    for part in node.items():
+        t = part.str_of("text")
+        if t is not None:
+            parts.append(t)
+    return "\n".join(parts)
+
+
+def text_blocks(
+    content: Node | None, *, message: int, tool_id: str, call: ToolCall | None, is_error: bool, first: int
+) -> list[Block]:
+    """The replaceable text values of a tool output's content (a string or a list of text parts)."""
+    if content is None:
+        return []
+    name, args = (call.name, call.args) if call else (None, None)
+    if content.kind == STRING:
+        return [Block(first, message, tool_id, -1, content.value, content.start, content.end, name, args, is_error)]
+    out: list[Block] = []
+    for k, part in enumerate(content.items()):
+        t = part.get("text")
+        kind = part.str_of("type")
+        if t is not None and t.kind == STRING and kind in ("text", "input_text", "output_text"):
+            out.append(Block(first + len(out), message, tool_id, k, t.value, t.start, t.end, name, args, is_error))
+    return out

@@ -1,0 +1,86 @@
+"""Anthropic Messages API bodies: ``tool_result`` blocks in user messages.
+
+A ``tool_result``'s ``content`` is a string or a list of blocks; only its text values
+are candidates. ``system``, ``tools``, text, ``thinking``/``redacted_thinking``,
+``tool_use`` inputs, images and documents are never edited.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ctxgate.conversation._base import (
+    ARRAY,
+    OBJECT,
+    Block,
+    Conversation,
+    Edit,
+    Message,
+    ToolCall,
+    decode,
+    scan,
+    splice,
+    text_blocks,
+)
+
+__all__ = ["Edit", "find_blocks", "parse", "splice"]
+
+_TTL_1H = re.compile(r'"ttl"\s*:\s*"1h"')
+#: Anthropic's prompt cache lives 5 minutes after its last use, 1 hour with ``"ttl": "1h"``
+CACHE_LIFETIME_S = 300.0
+CACHE_LIFETIME_1H_S = 3600.0
+
+
+def parse(raw: bytes) -> Conversation:
+    """The messages, tool calls and tool-output blocks of a Messages request. Raises ValueError."""
+    text = decode(raw)
+    root = scan(text)
+    msgs = root.get("messages")
+    if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
+        raise ValueError("anthropic: body has no messages array")
+    conv = Conversation(text=text, messages=[], blocks=[], messages_end=msgs.start + 1)
+    first_user = None
+    for mi, m in enumerate(msgs.items()):
+        role = m.str_of("role") or "?"
+        content = m.get("content")
+        ids: list[str] = []
+        if role == "assistant":
+            conv.last_assistant = mi
+            for b in content.items() if content is not None else []:
+                if b.str_of("type") == "tool_use":
+                    inp = b.get("input")
+                    tid = b.str_of("id") or ""
+                    args = text[inp.start : inp.end] if inp is not None else ""
+                    conv.calls[tid] = ToolCall(tid, b.str_of("name") or "", args, mi)
+                    ids.append(tid)
+        elif role == "user" and content is not None:
+            if first_user is None:
+                first_user = text[content.start : content.end]
+            texts = [b.str_of("text") for b in content.items() if b.str_of("type") == "text"]
+            if content.kind != ARRAY:
+                conv.query = str(content.value)
+            elif any(texts):
+                conv.query = "\n".join(t for t in texts if t)
+            for b in content.items():
+                if b.str_of("type") != "tool_result":
+                    continue
+                tid = b.str_of("tool_use_id") or ""
+                ids.append(tid)
+                err = b.get("is_error")
+                conv.blocks += text_blocks(
+                    b.get("content"),
+                    message=mi,
+                    tool_id=tid,
+                    call=conv.calls.get(tid),
+                    is_error=err is not None and err.value is True,
+                    first=len(conv.blocks),
+                )
+        conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
+        conv.messages_end = m.end
+    conv.first_user = first_user or ""
+    conv.cache_lifetime_s = CACHE_LIFETIME_1H_S if _TTL_1H.search(text) else CACHE_LIFETIME_S
+    return conv
+
+
+def find_blocks(raw: bytes) -> list[Block]:
+    return parse(raw).blocks

@@ -1,0 +1,77 @@
+"""OpenAI Chat Completions bodies: ``role: "tool"`` messages answering ``tool_calls``.
+
+A tool message's ``content`` is a string or a list of text parts; only those text
+values are candidates. System/developer/user/assistant messages, ``tool_calls``
+(ids, names, arguments) and every other field are never edited.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ctxgate.conversation._base import (
+    ARRAY,
+    OBJECT,
+    Block,
+    Conversation,
+    Edit,
+    Message,
+    ToolCall,
+    decode,
+    scan,
+    splice,
+    text_blocks,
+    text_of,
+)
+
+__all__ = ["Edit", "find_blocks", "parse", "splice"]
+
+#: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
+#: 24 hours with ``"prompt_cache_retention": "24h"``
+CACHE_LIFETIME_S = 3600.0
+CACHE_LIFETIME_24H_S = 86400.0
+_RETENTION_24H = re.compile(r'"prompt_cache_retention"\s*:\s*"24h"')
+
+
+def parse(raw: bytes) -> Conversation:
+    """The messages, tool calls and tool-output blocks of a Chat request. Raises ValueError."""
+    text = decode(raw)
+    root = scan(text)
+    msgs = root.get("messages")
+    if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
+        raise ValueError("openai_chat: body has no messages array")
+    conv = Conversation(text=text, messages=[], blocks=[], messages_end=msgs.start + 1)
+    first_user = None
+    for mi, m in enumerate(msgs.items()):
+        role = m.str_of("role") or "?"
+        content = m.get("content")
+        ids: list[str] = []
+        if role == "assistant":
+            conv.last_assistant = mi
+            calls = m.get("tool_calls")
+            for tc in calls.items() if calls is not None else []:
+                fn = tc.get("function")
+                tid = tc.str_of("id") or ""
+                name = fn.str_of("name") if fn is not None else None
+                args = fn.str_of("arguments") if fn is not None else None
+                conv.calls[tid] = ToolCall(tid, name or "", args or "", mi)
+                ids.append(tid)
+        elif role == "tool":
+            tid = m.str_of("tool_call_id") or ""
+            ids.append(tid)
+            conv.blocks += text_blocks(
+                content, message=mi, tool_id=tid, call=conv.calls.get(tid), is_error=False, first=len(conv.blocks)
+            )
+        elif role == "user" and content is not None:
+            if first_user is None:
+                first_user = text[content.start : content.end]
+            conv.query = text_of(content) or conv.query
+        conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
+        conv.messages_end = m.end
+    conv.first_user = first_user or ""
+    conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(text) else CACHE_LIFETIME_S
+    return conv
+
+
+def find_blocks(raw: bytes) -> list[Block]:
+    return parse(raw).blocks

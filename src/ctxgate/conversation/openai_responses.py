@@ -1,0 +1,93 @@
+"""OpenAI Responses API bodies: ``function_call_output`` items in ``input``.
+
+An output is a string or a list of ``input_text`` parts; only those text values are
+candidates. Messages, ``instructions``, ``function_call`` items (ids, names,
+arguments), reasoning items and every other item type are never edited.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ctxgate.conversation._base import (
+    ARRAY,
+    OBJECT,
+    Block,
+    Conversation,
+    Edit,
+    Message,
+    ToolCall,
+    decode,
+    scan,
+    splice,
+    text_blocks,
+    text_of,
+)
+
+__all__ = ["Edit", "find_blocks", "parse", "splice"]
+
+#: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
+#: 24 hours with ``"prompt_cache_retention": "24h"``
+CACHE_LIFETIME_S = 3600.0
+CACHE_LIFETIME_24H_S = 86400.0
+_RETENTION_24H = re.compile(r'"prompt_cache_retention"\s*:\s*"24h"')
+
+_CALLS = {"function_call": "arguments", "custom_tool_call": "input"}
+_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+#: items the model produced: a tool output after the last of them is new
+_MODEL_ITEMS = {
+    "function_call", "custom_tool_call", "reasoning", "local_shell_call", "web_search_call",
+    "file_search_call", "computer_call", "code_interpreter_call", "image_generation_call", "mcp_call",
+}
+
+
+def parse(raw: bytes) -> Conversation:
+    """The items, tool calls and tool-output blocks of a Responses request. Raises ValueError."""
+    text = decode(raw)
+    root = scan(text)
+    if root.kind != OBJECT:
+        raise ValueError("openai_responses: body is not an object")
+    items = root.get("input")
+    conv = Conversation(text=text, messages=[], blocks=[], cache_lifetime_s=CACHE_LIFETIME_S)
+    if items is None or items.kind != ARRAY:
+        if items is not None:
+            conv.first_user = text[items.start : items.end]
+            conv.query = text_of(items)
+            conv.messages_end = items.end
+        return conv
+    conv.messages_end = items.start + 1
+    first_user = None
+    for mi, it in enumerate(items.items()):
+        kind = it.str_of("type") or ("message" if it.get("role") is not None else "?")
+        role = it.str_of("role") or kind if kind == "message" else kind
+        ids: list[str] = []
+        if kind in _CALLS:
+            tid = it.str_of("call_id") or ""
+            args = it.get(_CALLS[kind])
+            args_text = args.value if args is not None and args.kind == "s" else ""
+            conv.calls[tid] = ToolCall(tid, it.str_of("name") or "", str(args_text), mi)
+            ids.append(tid)
+        elif kind in _OUTPUTS:
+            tid = it.str_of("call_id") or ""
+            ids.append(tid)
+            conv.blocks += text_blocks(
+                it.get("output"), message=mi, tool_id=tid, call=conv.calls.get(tid), is_error=False,
+                first=len(conv.blocks),
+            )
+        if kind in _MODEL_ITEMS or (kind == "message" and role == "assistant"):
+            conv.last_assistant = mi
+        if kind == "message" and role == "user":
+            content = it.get("content")
+            if content is not None:
+                if first_user is None:
+                    first_user = text[content.start : content.end]
+                conv.query = text_of(content) or conv.query
+        conv.messages.append(Message(role, it.start, it.end, tuple(ids)))
+        conv.messages_end = it.end
+    conv.first_user = first_user or ""
+    conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(text) else CACHE_LIFETIME_S
+    return conv
+
+
+def find_blocks(raw: bytes) -> list[Block]:
+    return parse(raw).blocks
