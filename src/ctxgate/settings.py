@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     decision_ttl_s: int = Field(
         7 * 24 * 3600, ge=60, description="How long a compress-once decision is kept after its last use."
     )
+    decision_max_entries: int = Field(
+        1_000_000, ge=1000, description="Most compress-once decisions (and originals, sessions) kept; oldest go first."
+    )
     ledger_retention_days: int = Field(90, ge=1, description="Ledger rows older than this are deleted.")
     ledger_queue_size: int = Field(
         10000, ge=10, description="Ledger rows queued for the batched writer; past it rows are dropped and counted."
