@@ -29,8 +29,18 @@ class Context:
     level: Level = "balanced"
     #: model name, for token counting
     model: str = "default"
-    #: per-type minimum sizes in tokens below which nothing happens (type name -> tokens)
+    #: minimum size in tokens below which nothing happens, whatever the type
     min_tokens: int = 0
+    #: per-type minimum sizes in tokens, ``(("json", 40), ("logs", 120))``; a type not named here
+    #: uses its compressor's own ``min_tokens`` attribute (0 when it has none)
+    min_tokens_by_type: tuple[tuple[str, int], ...] = ()
+
+    def min_tokens_for(self, kind: str, default: int = 0) -> int:
+        """The minimum size for content of type ``kind``: the larger of the global and the per-type one."""
+        for name, n in self.min_tokens_by_type:
+            if name == kind:
+                return max(self.min_tokens, n)
+        return max(self.min_tokens, default)
 
 
 @dataclass(frozen=True, slots=True)

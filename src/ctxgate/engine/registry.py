@@ -1,6 +1,22 @@
 """The one dispatcher: pick the compressor with the highest score, fail open.
 
-``compress(text, ctx)`` never raises and never grows the text (in tokens).
+``compress(text, ctx)`` never raises and never grows the text (in tokens). Steps:
+
+1. ``level == "off"`` or a text under ``ctx.min_tokens``: identity.
+2. An agent envelope (``<returncode>..<output>..``, ``///PROCESS-DONE..``) is split off
+   (``wrappers.unwrap``); ANSI escapes and carriage-return progress bars are cleaned from
+   the body (``wrappers.clean``).
+3. Every compressor scores the body; the highest positive score wins (ties: the earlier
+   entry in ``COMPRESSORS``). Scores, by convention: 0.9 and up for a full structural
+   parse (JSON, a unified diff), 0.5 to 0.9 for strong line-shape evidence (logs, grep,
+   tables), 0.2 to 0.5 for weak evidence or a fallback (prose, mixed sections).
+4. Below the winner's minimum size (``ctx.min_tokens_for(name, compressor.min_tokens)``)
+   nothing happens. A compressor with ``verbatim = True`` (source code) is never changed.
+5. The compressor runs. ``ValueError`` (or any other error) means the original passes
+   through, with the reason in ``Outcome.skipped``. A lossy result at level ``lossless``
+   is refused the same way.
+6. The envelope is put back; when the result is not smaller in tokens, the original is
+   returned unchanged.
 """
 
 from __future__ import annotations
@@ -8,10 +24,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctxgate import tokens
+from ctxgate.engine import wrappers
 from ctxgate.engine._api import Compressor, Context, Original
+from ctxgate.engine.code import CodeCompressor
+from ctxgate.engine.config import ConfigCompressor
+from ctxgate.engine.json import JsonCompressor
+from ctxgate.engine.logs import LogCompressor
+from ctxgate.engine.sections import SectionsCompressor
+from ctxgate.engine.table import TableCompressor
 
-#: Compressors in tie-break order. Filled in by the content-type modules.
-COMPRESSORS: tuple[Compressor, ...] = ()
+#: Compressors in tie-break order, one per line.
+COMPRESSORS: tuple[Compressor, ...] = (
+    JsonCompressor(),
+    TableCompressor(),
+    ConfigCompressor(),
+    CodeCompressor(),
+    LogCompressor(),
+    SectionsCompressor(),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +54,27 @@ class Outcome:
     originals: tuple[Original, ...]
     #: reasons the content was left as it was, e.g. ("json: parse failed",)
     skipped: tuple[str, ...]
+    #: the agent envelope that was split off and put back, e.g. ``"mini-swe-agent"``
+    wrapper: str | None = None
 
     @property
     def changed(self) -> bool:
         return self.tokens_after < self.tokens_before
 
+    @property
+    def lossy(self) -> bool:
+        return bool(self.originals)
 
-def _unchanged(text: str, kind: str, n: int, reason: str) -> Outcome:
-    return Outcome(text, kind, n, n, (), (), (reason,))
+
+def _unchanged(text: str, kind: str, n: int, *reasons: str, wrapper: str | None = None) -> Outcome:
+    return Outcome(text, kind, n, n, (), (), tuple(reasons), wrapper)
+
+
+def _score(c: Compressor, text: str, ctx: Context) -> float:
+    try:
+        return float(c.score(text, ctx))
+    except Exception:  # noqa: BLE001 - a broken scorer means "not mine", never a failed request
+        return -1.0
 
 
 def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None = None) -> Compressor | None:
@@ -39,7 +82,7 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
     best: Compressor | None = None
     best_score = 0.0
     for c in COMPRESSORS if compressors is None else compressors:
-        s = c.score(text, ctx)
+        s = _score(c, text, ctx)
         if s > best_score:
             best, best_score = c, s
     return best
@@ -47,21 +90,86 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
 
 def compress(text: str, ctx: Context) -> Outcome:
     """Compress one piece of tool output. Never raises; never returns more tokens."""
-    before = tokens.count(text, ctx.model).tokens
+    return _dispatch(text, ctx, COMPRESSORS)
+
+
+def compress_part(text: str, ctx: Context, exclude: frozenset[str] = frozenset()) -> Outcome:
+    """Compress one part of a larger content (a section, a long JSON string value).
+
+    For compressors that delegate: the same dispatcher, without the compressors named in
+    ``exclude`` (at least the caller itself, so that delegation cannot loop).
+    """
+    return _dispatch(text, ctx, tuple(c for c in COMPRESSORS if c.name not in exclude))
+
+
+def _dispatch(text: str, ctx: Context, compressors: tuple[Compressor, ...]) -> Outcome:
+    try:
+        before = tokens.count(text, ctx.model).tokens
+    except Exception as exc:  # noqa: BLE001 - e.g. text that cannot be encoded at all
+        return Outcome(text, "unknown", 0, 0, (), (), (f"tokens: {type(exc).__name__}",))
     if ctx.level == "off":
         return _unchanged(text, "unknown", before, "level: off")
     if before < ctx.min_tokens:
         return _unchanged(text, "unknown", before, "below min_tokens")
-    compressor = detect(text, ctx)
-    if compressor is None:
-        return _unchanged(text, "unknown", before, "no compressor")
     try:
-        result = compressor.compress(text, ctx)
-    except (ValueError, RecursionError, UnicodeError) as exc:
-        return _unchanged(text, compressor.name, before, f"{compressor.name}: {exc}")
-    after = tokens.count(result.text, ctx.model).tokens
-    if after >= before:
-        return _unchanged(text, compressor.name, before, f"{compressor.name}: no gain")
-    return Outcome(
-        result.text, compressor.name, before, after, result.transforms, result.originals, result.skipped
+        return _run(text, ctx, compressors, before)
+    except Exception as exc:  # noqa: BLE001 - fail open, whatever went wrong
+        return _unchanged(text, "unknown", before, f"engine: {type(exc).__name__}: {exc}")
+
+
+def _run(text: str, ctx: Context, compressors: tuple[Compressor, ...], before: int) -> Outcome:
+    wrapped = wrappers.unwrap(text)
+    body, cleaned = wrappers.clean(wrapped.body)
+    form = wrapped.form
+    pre = ((f"unwrap:{form}",) if form else ()) + cleaned
+    compressor = detect(body, ctx, compressors)
+    if compressor is None:
+        return _finish(text, wrapped.rewrap(body), "unknown", before, ctx, pre, (), ("no compressor",), form)
+    kind = compressor.name
+    if getattr(compressor, "verbatim", False):
+        return _unchanged(text, kind, before, f"{kind}: left untouched", wrapper=form)
+    minimum = ctx.min_tokens_for(kind, int(getattr(compressor, "min_tokens", 0)))
+    if before < minimum:
+        return _unchanged(text, kind, before, f"{kind}: below min_tokens ({minimum})", wrapper=form)
+    try:
+        result = compressor.compress(body, ctx)
+    except ValueError as exc:
+        reason = f"{kind}: {exc}"
+        return _finish(text, wrapped.rewrap(body), kind, before, ctx, pre, (), (reason,), form)
+    except Exception as exc:  # noqa: BLE001 - a bug in one compressor must not break a session
+        reason = f"{kind}: {type(exc).__name__}: {exc}"
+        return _finish(text, wrapped.rewrap(body), kind, before, ctx, pre, (), (reason,), form)
+    if result.originals and ctx.level != "balanced":
+        return _unchanged(
+            text, kind, before, f"{kind}: lossy result refused at level {ctx.level}", wrapper=form
+        )
+    return _finish(
+        text,
+        wrapped.rewrap(result.text),
+        kind,
+        before,
+        ctx,
+        pre + result.transforms,
+        result.originals,
+        result.skipped,
+        form,
     )
+
+
+def _finish(
+    original: str,
+    text: str,
+    kind: str,
+    before: int,
+    ctx: Context,
+    transforms: tuple[str, ...],
+    originals: tuple[Original, ...],
+    skipped: tuple[str, ...],
+    form: str | None,
+) -> Outcome:
+    if text == original or not any(t for t in transforms if not t.startswith("unwrap:")):
+        return _unchanged(original, kind, before, *(skipped or (f"{kind}: nothing to do",)), wrapper=form)
+    after = tokens.count(text, ctx.model).tokens
+    if after >= before:
+        return _unchanged(original, kind, before, *skipped, f"{kind}: no gain", wrapper=form)
+    return Outcome(text, kind, before, after, transforms, originals, skipped, form)

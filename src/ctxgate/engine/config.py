@@ -1,0 +1,94 @@
+"""YAML and TOML documents (``kubectl get -o yaml``, ``helm template``, ``pyproject.toml``).
+
+Lossless: trailing whitespace is removed; every line keeps its text.
+
+Lossy (level ``balanced``, YAML only): the document is parsed, reduced with the same
+rules as JSON (long lists keep first/last, error, anomalous, request-matching items and
+an even sample; link fields are dropped; long multi-line strings are compressed as text
+of their own kind), and written back as block YAML with every drop marked in place.
+Documents with comments keep the lossless pass, since writing them back would lose them.
+TOML is left with the lossless pass: it is configuration that is read to be edited.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+import yaml
+
+from ctxgate.engine._api import Context, Original, Result, retrieval_key
+from ctxgate.engine._select import request_terms
+from ctxgate.engine.json import Reduction
+
+_YAML_LINE = re.compile(r"""^\s*(?:- )*(?:[\w.\-/"'@$]+(?: [\w.\-/"'@$]+)*:(?:\s|$)|- |-$|---|\.\.\.|#)""")
+_TOML_LINE = re.compile(r"""^\s*(?:\[\[?[\w.\-"' ]+\]\]?\s*$|[\w.\-"']+\s*=\s*\S|#)""")
+_COMMENT = re.compile(r"^\s*#|\s#", re.M)
+_TRAILING = re.compile(r"[ \t]+$", re.M)
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+    _Dumper: Any = yaml.CSafeDumper
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader, _Dumper = yaml.SafeLoader, yaml.SafeDumper
+
+
+def _share(lines: list[str], pattern: re.Pattern[str]) -> float:
+    body = [ln for ln in lines if ln.strip()]
+    if len(body) < 3:
+        return 0.0
+    return sum(1 for ln in body if pattern.match(ln)) / len(body)
+
+
+def kind(text: str) -> str | None:
+    """``"yaml"``, ``"toml"`` or None, from line shapes and a successful parse."""
+    lines = text.split("\n", 300)[:300]
+    if _share(lines, _TOML_LINE) >= 0.8 and any(ln.lstrip().startswith("[") for ln in lines):
+        try:
+            tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, UnicodeError):
+            pass
+        else:
+            return "toml"
+    if _share(lines, _YAML_LINE) >= 0.7 and any(":" in ln for ln in lines):
+        try:
+            docs = list(yaml.load_all(text, Loader=_Loader))
+        except (yaml.YAMLError, RecursionError, ValueError):
+            return None
+        if docs and all(isinstance(d, dict | list) for d in docs if d is not None):
+            return "yaml"
+    return None
+
+
+class ConfigCompressor:
+    name = "config"
+    min_tokens = 60
+
+    def score(self, text: str, ctx: Context) -> float:
+        return 0.6 if kind(text) else -1.0
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        found = kind(text)
+        if found is None:
+            raise ValueError("not yaml or toml")
+        stripped = _TRAILING.sub("", text)
+        transforms = ("config:strip",)
+        if found != "yaml" or ctx.level != "balanced":
+            return Result(stripped, transforms)
+        if _COMMENT.search(text):
+            return Result(stripped, transforms, (), ("config:sample: comments would be lost",))
+        key = retrieval_key(text)
+        red = Reduction(ctx, key, request_terms(ctx), exclude=frozenset({"config", "json"}))
+        docs = [red.reduce(d) for d in yaml.load_all(text, Loader=_Loader)]
+        if not (red.items_dropped or red.links or red.strings):
+            return Result(stripped, transforms)
+        body = yaml.dump_all(
+            docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30, default_flow_style=False
+        )
+        marker = red.link_marker()
+        lossy: tuple[str, ...] = ("config:sample",) if red.items_dropped else ()
+        lossy += ("config:drop-links",) if marker else ()
+        lossy += ("config:long-strings", *red.transforms) if red.strings else ()
+        out = (marker + "\n" if marker else "") + body
+        return Result(out, ("config:reserialize", *lossy), (Original(key, text), *red.originals))

@@ -1,0 +1,110 @@
+"""Mixed content: prose or command output with fenced code blocks or embedded JSON.
+
+The text is cut into sections: fenced blocks (```` ``` ```` or ``~~~``), JSON values that
+start a line and span at least a few hundred characters (an HTTP response body after
+its headers, a JSON payload inside a log), and the text between them. Each section goes
+through the dispatcher on its own (this compressor excluded), so JSON is minified and
+sampled, source in a fence stays untouched, and the text around it is handled as logs
+or prose. Separators and fence lines are kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ctxgate.engine._api import Context, Original, Result
+
+_FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+_JSON_START = re.compile(r"^[ \t]*[\[{]", re.M)
+_MIN_JSON = 200
+_MAX_TRIES = 200
+_DECODER = json.JSONDecoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    start: int
+    end: int
+    kind: str  # "fenced" (body only), "json" or "text"
+
+
+def split(text: str) -> list[Section]:
+    """Sections covering ``text``; fence lines stay in the text sections around the body."""
+    spans: list[Section] = []
+    for m in _FENCE.finditer(text):
+        if m.end("body") > m.start("body"):
+            spans.append(Section(m.start("body"), m.end("body"), "fenced"))
+    tries = 0
+    pos = 0
+    for m in _JSON_START.finditer(text):
+        if m.start() < pos or any(s.start <= m.start() < s.end for s in spans):
+            continue
+        tries += 1
+        if tries > _MAX_TRIES:
+            break
+        at = m.end() - 1
+        try:
+            value, end = _DECODER.raw_decode(text, at)
+        except (ValueError, RecursionError):
+            continue
+        if end - at < _MIN_JSON or not isinstance(value, dict | list):
+            continue
+        line_end = text.find("\n", end)
+        rest = text[end : len(text) if line_end < 0 else line_end]
+        if rest.strip():
+            continue
+        spans.append(Section(at, end, "json"))
+        pos = end
+    spans.sort(key=lambda s: s.start)
+    out: list[Section] = []
+    cursor = 0
+    for s in spans:
+        if s.start > cursor:
+            out.append(Section(cursor, s.start, "text"))
+        out.append(s)
+        cursor = s.end
+    if cursor < len(text):
+        out.append(Section(cursor, len(text), "text"))
+    return out
+
+
+class SectionsCompressor:
+    name = "sections"
+    min_tokens = 60
+
+    def score(self, text: str, ctx: Context) -> float:
+        if "```" not in text and "~~~" not in text and not _JSON_START.search(text):
+            return -1.0
+        parts = split(text)
+        structured = [p for p in parts if p.kind != "text"]
+        if not structured or len(parts) < 2:
+            return -1.0
+        if any(p.kind == "json" for p in structured):
+            return 0.65
+        return 0.45
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        from ctxgate.engine import registry  # the dispatcher imports this module
+
+        parts = split(text)
+        if len(parts) < 2:
+            raise ValueError("no sections")
+        pieces: list[str] = []
+        transforms: list[str] = ["sections:split"]
+        originals: list[Original] = []
+        skipped: list[str] = []
+        for p in parts:
+            chunk = text[p.start : p.end]
+            if not chunk.strip():
+                pieces.append(chunk)
+                continue
+            out = registry.compress_part(chunk, ctx, exclude=frozenset({self.name}))
+            pieces.append(out.text if out.changed else chunk)
+            if out.changed:
+                transforms.extend(t for t in out.transforms if t not in transforms)
+                originals.extend(o for o in out.originals if o not in originals)
+            else:
+                skipped.extend(r for r in out.skipped if r not in skipped)
+        return Result("".join(pieces), tuple(transforms), tuple(originals), tuple(skipped))

@@ -1,0 +1,151 @@
+"""Tables: CSV, TSV and space-aligned command output (``kubectl get``, ``docker ps``, ``ps``, ``ls -l``).
+
+Lossless: trailing whitespace is removed and, in space-aligned tables, each run of
+padding (two or more spaces) becomes one tab, so every row keeps every cell in order
+(``line.split()`` is unchanged).
+
+Lossy (level ``balanced``): long tables keep the header, the first and last rows, rows
+with error words or bad states (``CrashLoopBackOff``, ``Error``, restarts), rows
+matching the request, rows with rare values or extreme numbers, and an even sample;
+each gap becomes one omission marker line in place.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+
+from ctxgate.engine import _select
+from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
+
+_PAD = re.compile(r" {2,}")
+_LS_LINE = re.compile(r"^[-dlcbpsD][rwxsStT-]{9}[.+@]?\s+\d+\s")
+_HEADER_WORD = re.compile(r"^[A-Z%][A-Z0-9%_()/.\- ]*$")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_MAX_LINES = 20000
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    kind: str  # "csv", "tsv", "aligned", "ls"
+    header: int  # index of the header line, -1 for none
+    columns: tuple[str, ...]
+
+
+def _delimited(lines: list[str], delim: str) -> _Shape | None:
+    if len(lines) < 3 or delim not in lines[0]:
+        return None
+    try:
+        rows = list(csv.reader(lines[:200], delimiter=delim))
+    except csv.Error:
+        return None
+    width = len(rows[0])
+    if width < 2:
+        return None
+    same = sum(1 for r in rows if len(r) == width)
+    if same < 0.9 * len(rows):
+        return None
+    return _Shape("csv" if delim == "," else "tsv", 0, tuple(c.strip() for c in rows[0]))
+
+
+def _aligned(lines: list[str]) -> _Shape | None:
+    if len(lines) < 3:
+        return None
+    body = [ln for ln in lines[:200] if ln.strip()]
+    ls = sum(1 for ln in body if _LS_LINE.match(ln))
+    if ls >= 0.8 * len(body) or (body[0].startswith("total ") and ls >= 0.8 * (len(body) - 1)):
+        return _Shape("ls", -1, ())
+    head = lines[0].strip()
+    cols = _PAD.split(head) if _PAD.search(head) else head.split()
+    if len(cols) < 2 or not all(_HEADER_WORD.match(c) for c in cols):
+        return None
+    if not any(c.isalpha() for c in "".join(cols)):
+        return None
+    fits = sum(1 for ln in body[1:] if len(ln.split()) >= len(cols) - 1)
+    if fits < 0.9 * (len(body) - 1):
+        return None
+    return _Shape("aligned", 0, tuple(cols))
+
+
+def shape(text: str) -> _Shape | None:
+    lines = text.rstrip("\n").split("\n")
+    if len(lines) > _MAX_LINES:
+        return None
+    return _delimited(lines, "\t") or _aligned(lines) or _delimited(lines, ",")
+
+
+def _cells(line: str, shape_: _Shape) -> list[str]:
+    if shape_.kind == "csv":
+        return next(csv.reader([line]), [])
+    if shape_.kind == "tsv":
+        return line.split("\t")
+    parts = _PAD.split(line.strip())
+    if len(parts) == len(shape_.columns):
+        return parts
+    return line.split(None, max(0, len(shape_.columns) - 1))
+
+
+def _value(cell: str) -> _select.Scalar:
+    cell = cell.strip()
+    if _NUMBER.match(cell):
+        return float(cell) if "." in cell else int(cell)
+    return cell
+
+
+def _record(line: str, shape_: _Shape) -> dict[str, _select.Scalar]:
+    cells = _cells(line, shape_)
+    if shape_.kind == "ls":
+        fixed = ("mode", "links", "owner", "group", "size")
+        return {n: _value(c) for n, c in zip(fixed, line.split(), strict=False)}
+    names = shape_.columns or tuple(f"c{i}" for i in range(len(cells)))
+    rec = {n: _value(c) for n, c in zip(names, cells, strict=False)}
+    if "RESTARTS" in rec and isinstance(rec["RESTARTS"], str):
+        rec["RESTARTS"] = _value(rec["RESTARTS"].split(" ", 1)[0])
+    return rec
+
+
+class TableCompressor:
+    name = "table"
+    min_tokens = 60
+
+    def score(self, text: str, ctx: Context) -> float:
+        s = shape(text)
+        if s is None:
+            return -1.0
+        return 0.7 if s.kind in ("csv", "tsv") else 0.75
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        s = shape(text)
+        if s is None:
+            raise ValueError("not a table")
+        trailing = text[len(text.rstrip("\n")) :]
+        lines = [ln.rstrip() for ln in text.rstrip("\n").split("\n")]
+        transforms = ["table:strip"]
+        if s.kind in ("aligned", "ls"):
+            lines = [_PAD.sub("\t", ln.strip(" ")) if ln.strip() else "" for ln in lines]
+            transforms = ["table:unpad"]
+        originals: tuple[Original, ...] = ()
+        start = s.header + 1
+        rows = lines[start:]
+        if ctx.level == "balanced" and len(rows) > _select.KEEP_ALL:
+            key = retrieval_key(text)
+            source = text.rstrip("\n").split("\n")[start:]
+            records = [_record(ln, s) for ln in source]
+            sel = _select.select(records, source, ctx)
+            if len(sel.kept) < len(rows):
+                kept = set(sel.kept)
+                gaps = {a: b for a, b in sel.gaps(len(rows))}
+                out: list[str] = []
+                first = True
+                for i, row in enumerate(rows):
+                    if i in gaps:
+                        what = sel.summary if first else ""
+                        out.append(omission_marker(gaps[i] - i, len(rows), "rows", what, key))
+                        first = False
+                    if i in kept:
+                        out.append(row)
+                rows = out
+                transforms.append("table:sample")
+                originals = (Original(key, text),)
+        return Result("\n".join(lines[:start] + rows) + trailing, tuple(transforms), originals)
