@@ -1,0 +1,313 @@
+"""Build, test and application logs: keep what went wrong, fold what repeats.
+
+Lossless (levels ``lossless`` and ``balanced``): progress bars reduced to their
+final frame, trailing whitespace removed, runs of identical lines folded into
+one line plus a repeat note.
+
+Lossy (``balanced``), each drop announced in place by ``omission_marker``:
+
+* nested shell trace (``set -x`` lines at depth two or more, e.g. the inside of
+  ``conda activate``) is setup noise: each run becomes one marker; top-level
+  ``+ cmd`` lines stay, they say what the script did;
+* lines that share a template (same text once numbers, ids, timestamps, paths
+  and hex are masked) are folded when a template has five or more lines: the
+  first and last line and the numeric extremes stay, with one marker naming the
+  template; lines that start with two plain words and have the same shape
+  (``Creating table x``, ``Requirement already satisfied: ...``) fold the same way;
+* protected, never folded: the first and last lines, errors, failures,
+  warnings and their context, stack traces and tracebacks, pytest failure
+  sections, test result lines (pass or fail), summary lines, and lines naming
+  a term from the request or the tool arguments. Error lines that repeat one
+  template many times are folded like the rest, keeping first, last and extremes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
+from ctxgate.engine._lines import (
+    Plan,
+    fold_runs,
+    line_starts,
+    lines_matching,
+    normalize,
+    plan_templates,
+    query_terms,
+    template,
+)
+
+# Line classes. They run on lowercased lines (faster than IGNORECASE), and only on lines
+# that hold one of their trigger literals (see ``lines_matching``).
+_SEVERITY = re.compile(
+    r"(?<![a-z0-9_])(?=[acdefprstw])(?:errors?|fatal|severe|critical|panic(?:ked)?|exception|"
+    r"fail(?:ed|ure|ures|s)?|warn(?:ing|ings)?|traceback|denied|refused|timed? ?out|abort(?:ed)?|"
+    r"segfault|assert(?:ion)?(?:error)?)\b|^e[ \t]{2,}|^[ \t]*(?:raise|caused by:)[ \t]"
+)
+_SEVERITY_TRIGGERS = (
+    "error",
+    "fatal",
+    "severe",
+    "critical",
+    "panic",
+    "exception",
+    "fail",
+    "warn",
+    "traceback",
+    "denied",
+    "refused",
+    "timed out",
+    "timeout",
+    "time out",
+    "abort",
+    "segfault",
+    "assert",
+    "e  ",
+    "e\t",
+    "raise",
+    "caused by",
+)
+#: test result, summary and stack-frame lines, matched at the line start ...
+_KEEP_START = re.compile(
+    r"(?:passed|failed|error|xfail|xpass|skipped)[ \t]"
+    r"|[ \t]*[✓✔✕✗×√][ \t]"
+    r"|[ \t]*--- (?:pass|fail|skip):"
+    r"|(?:ok|fail|pass)[ \t]+\S+[ \t]+[\d.]+s"
+    r"|test \S+ \.\.\. "
+    r"|=+ .*\b(?:passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?|"
+    r"no tests ran|failures|short test summary)\b"
+    r"|ran \d+ tests? in|(?:ok|failed)\b(?: \(.*\))?$"
+    r"|test result:|(?:pass|fail|ok)[ \t]*$"
+    r"|(?:summary|total|finished|completed|done)\b"
+    r"|[ \t]+at [\w$.<>/]+\(|[ \t]+\.\.\. \d+ more$|[ \t]+at .+:\d+:\d+\)?$"
+)
+#: ... and anywhere in the line (no leading ``\b``: it makes the scan slow)
+_KEEP_ANY = re.compile(
+    r"\.\.\. ?(?:ok|fail|error|skipped|expected failure|unexpected success|passed|failed)\b"
+    r"|::\S*[ \t]+(?:passed|failed|error|skipped|xfail|xpass)\b"
+    r"|\d (?:passed|failed|tests?|examples?|failures?)\b"
+    r"|(?<![a-z])(?:tests?(?: run)?|suites?|test suites):[ \t]"
+    r"|build (?:success|failure|failed|successful)"
+)
+
+
+def _is_keep(low: str) -> bool:
+    return _KEEP_START.match(low) is not None or _KEEP_ANY.search(low) is not None
+
+
+_KEEP_TRIGGERS = (
+    "...",
+    "pass",
+    "fail",
+    "error",
+    "skip",
+    "::",
+    "✓",
+    "✔",
+    "✕",
+    "✗",
+    "×",
+    "√",
+    "--- ",
+    "ok",
+    "test",
+    "= ",
+    "ran ",
+    "xample",
+    "suite",
+    "build",
+    "summary",
+    "total",
+    "finished",
+    "completed",
+    "done",
+    "\tat ",
+    "  at ",
+    " more",
+)
+_XTRACE = re.compile(r"^(\++) ")
+#: shell internals in a trace: assignments, tests, builtins (not commands the script ran)
+_XTRACE_INTERNAL = re.compile(
+    r"^\++ (?:local\b|export\b|eval\b|\[|'\[|case\b|shift\b|unset\b|set\b|readonly\b|declare\b|"
+    r"typeset\b|return\b|: |[A-Za-z_][A-Za-z0-9_]*=)"
+)
+_TIMESTAMP = re.compile(
+    r"^\W{0,3}(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|"
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
+)
+_LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
+_LEAD_WORD = re.compile(r"^(\s*)([A-Za-z]{3,})\s+(\S+)")
+_SECTION = re.compile(r"^=+ .+ =+$")
+_FAILURE_SECTION = re.compile(r"\b(?:FAILURES|ERRORS)\b")
+_ENTRY = re.compile(r"^_{2,} .+ _{2,}$|^(?:ERROR|FAIL): \S")
+_ENTRY_END = re.compile(r"^(?:={5,}|-{20,})(?: .* =+)?$")
+_ERROR_LINE = re.compile(r"^E\s|^[A-Za-z_][\w.]*(?:Error|Exception|Failure)\b")
+
+_EDGE = 3  # first and last lines always kept
+_CONTEXT = 2  # lines kept on each side of a rare error
+_FREE, _ERROR, _KEPT = 0, 1, 2
+
+
+class LogCompressor:
+    name = "logs"
+    min_tokens = 100
+
+    def score(self, text: str, ctx: Context) -> float:
+        lines = [ln for ln in text[:20000].split("\n")[:300] if ln.strip()]
+        if len(lines) < 5:
+            return -1.0
+        stamped = sum(1 for ln in lines if _TIMESTAMP.match(ln) or _LEVEL.search(ln))
+        tests = sum(1 for ln in lines if _is_keep(ln.lower()))
+        traced = sum(1 for ln in lines if _XTRACE.match(ln))
+        frac = (stamped + 2 * tests + traced) / len(lines)
+        if frac < 0.2:
+            return -1.0
+        return min(0.85, 0.35 + frac / 2)
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        lines, stats = normalize(text)
+        transforms = [f"logs:{k}" for k, v in stats.items() if v]
+        if ctx.level != "balanced":
+            out, folded = fold_runs(lines)
+            if folded:
+                transforms.append("logs:runs")
+            return Result("\n".join(out), tuple(transforms))
+        key = retrieval_key(text)
+        plan = Plan()
+        tpls = [template(ln) for ln in lines]
+        keep = _protected(lines, tpls, ctx)
+        _plan_xtrace(lines, keep, key, plan)
+        _plan_failure_repeats(lines, tpls, key, plan)
+        free = [k == _FREE for k in keep]
+        plan_templates(lines, free, key, plan, keys=tpls)
+        loose = [_loose_key(ln, t) if f else "" for ln, t, f in zip(lines, tpls, free, strict=True)]
+        plan_templates(lines, free, key, plan, keys=loose)
+        errors = [k == _ERROR for k in keep]
+        plan_templates(lines, errors, key, plan, keys=tpls, min_group=6, what="error/warning lines")
+        if plan.drop:
+            transforms.append("logs:templates")
+        out, folded = fold_runs(plan.render(lines))
+        if folded:
+            transforms.append("logs:runs")
+        originals = (Original(key, text),) if plan.drop else ()
+        return Result("\n".join(out), tuple(transforms), originals)
+
+
+def _loose_key(line: str, tpl: str) -> str:
+    """Shape key for lines that start with a plain word: ``Creating table <*>``.
+
+    The first word, the second when it is a plain word, the token count and a
+    short plain last word (``OK``, ``done``) must agree; other tokens may differ.
+    Lines that start otherwise (timestamps, numbers) keep their exact template.
+    """
+    m = _LEAD_WORD.match(line)
+    if not m or m.group(3)[:1].isdigit():
+        return tpl
+    parts = line.split()
+    second = m.group(3) if m.group(3).isalpha() else "<*>"
+    last = parts[-1] if len(parts) > 2 and parts[-1].isalpha() and len(parts[-1]) <= 8 else ""
+    middle = " <*>" * (len(parts) - 2 - (1 if last else 0))
+    return f"{m.group(1)}{m.group(2)} {second}{middle}{' ' + last if last else ''}"
+
+
+def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
+    """Per line: ``_FREE``, ``_ERROR`` (an error line that may fold when it repeats), ``_KEPT``."""
+    n = len(lines)
+    keep = [_FREE] * n
+    low = [ln.lower() for ln in lines]
+    lowered = "\n".join(low)
+    starts = line_starts(lines)
+    severe = lines_matching(low, lowered, starts, _SEVERITY_TRIGGERS, _SEVERITY.search)
+    for i in lines_matching(low, lowered, starts, _KEEP_TRIGGERS, _is_keep):
+        keep[i] = _KEPT
+    counts = Counter(tpls)
+    in_trace = in_failures = False
+    for i, line in enumerate(lines):
+        if line.startswith("+") and _XTRACE.match(line):
+            if line.startswith("+ ") and not _XTRACE_INTERNAL.match(line):
+                keep[i] = _KEPT
+            continue
+        if line.startswith("Traceback (most recent call last)"):
+            in_trace = True
+        elif in_trace and line and not line[0].isspace() and not line.startswith("During"):
+            in_trace = False
+            keep[i] = _KEPT  # the exception line that ends the traceback
+        if line.startswith("=") and _SECTION.match(line):
+            in_failures = _FAILURE_SECTION.search(line) is not None
+        if in_trace or in_failures:
+            keep[i] = _KEPT
+        elif i in severe:
+            if counts[tpls[i]] >= 5:
+                keep[i] = max(keep[i], _ERROR)
+            else:
+                keep[i] = _KEPT
+                for j in range(max(0, i - _CONTEXT), min(n, i + _CONTEXT + 1)):
+                    if keep[j] != _KEPT and not _XTRACE.match(lines[j]):
+                        keep[j] = _KEPT
+    terms = query_terms(ctx)
+    if terms:
+        for i, line in enumerate(lines):
+            if any(t in line for t in terms):
+                keep[i] = _KEPT
+    for i in [*range(min(_EDGE, n)), *range(max(0, n - _EDGE), n)]:
+        keep[i] = _KEPT
+    return keep
+
+
+def _plan_xtrace(lines: list[str], keep: list[int], key: str, plan: Plan) -> None:
+    """Drop runs of shell-internal ``set -x`` lines, with their multi-line quoted values."""
+    n = len(lines)
+    i = 0
+    while i < n:
+        m = _XTRACE.match(lines[i])
+        if not m or keep[i] == _KEPT or not _droppable_trace(lines[i], m):
+            i += 1
+            continue
+        start = i
+        open_quote = False
+        while i < n:
+            m = _XTRACE.match(lines[i])
+            if not open_quote and (not m or keep[i] == _KEPT or not _droppable_trace(lines[i], m)):
+                break
+            if lines[i].count("'") % 2:
+                open_quote = not open_quote
+            i += 1
+        if i - start >= 2:
+            plan.drop.update(range(start, i))
+            what = "shell trace of nested calls and variable set-up (set -x)"
+            plan.mark(i - 1, omission_marker(i - start, n, "lines", what, key))
+
+
+def _droppable_trace(line: str, m: re.Match[str]) -> bool:
+    return len(m.group(1)) >= 2 or _XTRACE_INTERNAL.match(line) is not None
+
+
+def _plan_failure_repeats(lines: list[str], tpls: list[str], key: str, plan: Plan) -> None:
+    """Failure entries (pytest ``____ name ____``, unittest ``ERROR: name``) whose error
+    lines (``E ...``, ``FooError: ...``; the whole body when there are none) repeat an
+    earlier entry's, once numbers and ids are masked, keep their header line only."""
+    starts = [
+        i
+        for i, ln in enumerate(lines)
+        if (ln.startswith("_") or ln[:5] in ("ERROR", "FAIL:")) and _ENTRY.match(ln)
+    ]
+    seen: dict[tuple[str, ...], str] = {}
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        for j in range(start + 1, min(end, len(lines) - 1)):
+            if _ENTRY_END.match(lines[j]) and not lines[j + 1].startswith(("ERROR", "FAIL")):
+                end = j
+                break
+        if end - start < 5:
+            continue
+        body = tuple(tpls[j] for j in range(start + 1, end) if _ERROR_LINE.match(lines[j]))
+        if not body:
+            body = tuple(tpls[start + 1 : end])
+        first = seen.get(body)
+        if first is None:
+            seen[body] = lines[start].strip("_ ")
+            continue
+        plan.drop.update(range(start + 1, end))
+        what = f"same error as {first[:120]}"
+        plan.mark(start, omission_marker(end - start - 1, end - start - 1, "lines", what, key))

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ctxgate.engine._api import Context, retrieval_key
+from ctxgate.engine._lines import expand_runs, normalize
+from ctxgate.engine.logs import LogCompressor
+
+LOGS = LogCompressor()
+BAL = Context(tool_name="Bash", level="balanced")
+LOSSLESS = Context(tool_name="Bash", level="lossless")
+MARKER = re.compile(r"^\[\.\.\. (\d+) of (\d+) (\w[\w ]*) omitted(?:: .*)?; retrieve: (ctx_[0-9a-f]+)\]$")
+
+
+def _app_log(n: int = 120) -> str:
+    lines = []
+    for i in range(n):
+        lines.append(
+            f"2024-05-01 10:{i // 60:02d}:{i % 60:02d},{i:03d} INFO [worker-{i % 4}] Processed job {1000 + i} in {0.01 * (i % 7):.2f}s"
+        )
+        if i == 50:
+            lines.append(
+                f"2024-05-01 10:00:50,{i:03d} ERROR [worker-2] Job 1050 failed: connection refused to db-7"
+            )
+        if i == 70:
+            lines.append("2024-05-01 10:01:10,070 WARN [main] Disk usage at 91%")
+    lines.append("2024-05-01 10:02:00,000 INFO [main] Shutdown complete")
+    return "\n".join(lines)
+
+
+def _check_accounting(original: str, out: str) -> None:
+    """Every dropped line is counted by a marker, kept lines are original lines in order."""
+    norm, _ = normalize(original)
+    kept = [ln for ln in expand_runs(out.split("\n")) if not MARKER.match(ln)]
+    dropped = sum(int(m.group(1)) for ln in out.split("\n") if (m := MARKER.match(ln)))
+    it = iter(norm)
+    assert all(any(k == o for o in it) for k in kept), "kept lines are not an in-order subsequence"
+    assert len(norm) - len(kept) == dropped
+
+
+def test_score_positive_on_logs_negative_on_prose() -> None:
+    assert LOGS.score(_app_log(), BAL) > 0.5
+    prose = "This is a paragraph of ordinary prose.\n\nIt talks about things.\n" * 5
+    assert LOGS.score(prose, BAL) < 0
+
+
+def test_balanced_keeps_errors_edges_and_counts_drops() -> None:
+    text = _app_log()
+    r = LOGS.compress(text, BAL)
+    out = r.text
+    assert "ERROR [worker-2] Job 1050 failed: connection refused to db-7" in out
+    assert "WARN [main] Disk usage at 91%" in out
+    assert out.split("\n")[0] == text.split("\n")[0]
+    assert out.split("\n")[-1] == text.split("\n")[-1]
+    assert len(out) < len(text) / 3
+    key = retrieval_key(text)
+    assert r.originals and r.originals[0].key == key and r.originals[0].text == text
+    markers = [ln for ln in out.split("\n") if MARKER.match(ln)]
+    assert markers and all(key in m for m in markers)
+    _check_accounting(text, out)
+
+
+def test_error_context_lines_kept() -> None:
+    text = _app_log()
+    out = LOGS.compress(text, BAL).text.split("\n")
+    i = next(k for k, ln in enumerate(out) if "Job 1050 failed" in ln)
+    assert "Processed job 1050" in out[i - 1] and "Processed job 1051" in out[i + 1]
+
+
+def test_lossless_level_drops_nothing_and_decodes() -> None:
+    text = _app_log() + "\n" + "\n".join(["retrying..."] * 10) + "\nprogress 1%\rprogress 100%  \n"
+    r = LOGS.compress(text, LOSSLESS)
+    assert not r.originals
+    assert expand_runs(r.text.split("\n")) == normalize(text)[0]
+    assert "[previous line repeated 9 more times]" in r.text
+    assert "progress 1%" not in r.text and "progress 100%" in r.text
+
+
+def test_traceback_is_kept_whole() -> None:
+    noise = [f"INFO step {i} ok" for i in range(40)]
+    tb = [
+        "Traceback (most recent call last):",
+        '  File "/app/run.py", line 10, in <module>',
+        "    main()",
+        '  File "/app/run.py", line 7, in main',
+        "    raise ValueError('bad input 42')",
+        "ValueError: bad input 42",
+    ]
+    text = "\n".join(noise[:20] + tb + noise[20:])
+    out = LOGS.compress(text, BAL).text
+    for line in tb:
+        assert line in out
+    _check_accounting(text, out)
+
+
+def test_shell_trace_noise_dropped_commands_kept() -> None:
+    trace = [
+        "+ source /opt/conda/bin/activate",
+        "++ _CONDA_ROOT=/opt/conda",
+        "++ . /opt/conda/etc/profile.d/conda.sh",
+    ]
+    trace += [f"+++ export VAR{i}=/opt/conda/x{i}" for i in range(30)]
+    trace += [
+        "++ ask_conda='PS1='\\''(base) '\\''",
+        "export PATH='\\''/opt/bin'\\''",
+        "export X='\\''1'\\'''",
+    ]
+    trace += [
+        "+ git checkout 4b45b6c8e4d7c9701a332e80d3b1c84209dc36e2 tests/test_x.py",
+        "+ python -m pytest tests",
+    ]
+    results = [f"tests/test_x.py::test_case_{i} PASSED" for i in range(10)]
+    text = "\n".join(trace + results + ["============ 10 passed in 0.52s ============"])
+    out = LOGS.compress(text, BAL).text
+    assert "+ git checkout 4b45b6c8e4d7c9701a332e80d3b1c84209dc36e2 tests/test_x.py" in out
+    assert "+ python -m pytest tests" in out
+    assert "+++ export VAR5" not in out and "export PATH=" not in out
+    assert "shell trace" in out
+    for line in results:
+        assert line in out
+    _check_accounting(text, out)
+
+
+def test_repeated_failure_bodies_fold_to_headers() -> None:
+    blocks = []
+    for i in range(6):
+        blocks += [
+            f"_____ ERROR at setup of TestX.test_case_{i} _____",
+            f"file /t/test_x.py, line {10 * i}",
+            f"  def test_case_{i}(self, httpbin):",
+            "E       recursive dependency involving fixture 'httpbin' detected",
+            "/t/conftest.py:28",
+        ]
+    text = "\n".join(["============ ERRORS ============", *blocks, "======= 6 errors in 0.3s ======="])
+    out = LOGS.compress(text, BAL).text
+    for i in range(6):
+        assert f"ERROR at setup of TestX.test_case_{i}" in out
+    assert out.count("recursive dependency involving fixture") == 1
+    assert out.count("same error as ERROR at setup of TestX.test_case_0") == 5
+    _check_accounting(text, out)
+
+
+def test_query_terms_protect_lines() -> None:
+    text = "\n".join(f"test_case_{i} (pkg.tests.Foo) ... ok" for i in range(50))
+    ctx = Context(level="balanced", query="did test_case_33 pass?")
+    assert "test_case_33 (pkg.tests.Foo) ... ok" in LOGS.compress(text, ctx).text
+
+
+def _score_module(corpus: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("kind", ["logs", "test_output"])
+def test_corpus_question_recall(corpus: Path, kind: str) -> None:
+    score = _score_module(corpus)
+    folder = corpus / "outputs" / kind
+    outputs = {}
+    for f in folder.iterdir():
+        if f.suffix != ".jsonl":
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read_text())  # the dispatcher strips ANSI first
+            outputs[f.name] = score.norm_loose(LOGS.compress(text, BAL).text)
+    credit = []
+    for line in (folder / "questions.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        answers = [score.norm_loose(a) for a in q["answers"]]
+        found = [a for a in answers if a and a in outputs[q["file"]]]
+        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
+    assert sum(credit) / len(credit) >= 0.98
