@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -69,6 +70,16 @@ async def refresh_prices(settings: Settings, table: PriceTable) -> None:
         await source.aclose()
 
 
+def _build_pipeline(settings: Settings, prices: PriceTable) -> Pipeline:
+    def price_of(model: str) -> float | None:
+        p = prices.lookup(model)
+        return None if p.rule == "fallback" else p.input
+
+    if "price_of" in inspect.signature(build_pipeline).parameters:
+        return build_pipeline(settings, price_of=price_of)
+    return build_pipeline(settings)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -84,7 +95,7 @@ def create_app(
     prices = PriceTable(settings.fallback_cost_per_mtok, file=settings.pricing_file)
     ctx = AppState(
         settings=settings,
-        pipeline=pipeline if pipeline is not None else build_pipeline(settings),
+        pipeline=pipeline if pipeline is not None else _build_pipeline(settings, prices),
         recorder=recorder,
         prices=prices,
         ledger=the_ledger,

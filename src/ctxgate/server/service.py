@@ -206,7 +206,9 @@ async def compress(request: Request) -> dict[str, Any]:
     if not messages:
         skip, before, after, estimator = "empty", 0, 0, tokens.counter_for(req.model).name
     elif size > settings.max_body_bytes:
-        skip, before, after, estimator = "too_large", 0, 0, tokens.counter_for(req.model).name
+        # too large to count within the budget: the usual 4-characters-per-token estimate
+        skip, before, estimator = "too_large", size // 4, "chars/4"
+        after = before
     elif bypassed(request):
         skip = "bypass"
         before, estimator = _count(messages, req.model)

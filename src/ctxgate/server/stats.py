@@ -148,15 +148,10 @@ async def insights(
         raise RequestRejected("since must not be after until", 400)
     ctx, ledger = await ledger_of(request)
     t = await _guard(ledger.totals(start, end))
-    transforms = await _guard(ledger.transforms(start, end))
-    engines: dict[str, int] = {}
-    for name, n in transforms.items():
-        engine = name.split(":", 1)[0]
-        engines[engine] = engines.get(engine, 0) + n
     return {
         "total_requests": t.requests,
-        "engines": dict(sorted(engines.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "transforms_detail": transforms,
+        "engines": await _guard(ledger.transforms(start, end, engines=True)),
+        "transforms_detail": await _guard(ledger.transforms(start, end)),
         "by_model": await _guard(ledger.group("model", start, end)),
         "by_user": await _guard(ledger.group("user", start, end)),
         "hourly": await _guard(ledger.hourly(now, 24, end)),
@@ -209,7 +204,7 @@ async def sessions(
     active = getattr(ctx.pipeline, "active_sessions", None)
     if callable(active):
         try:
-            found = list(await active("default", within_s))
+            found = list(await active(None, within_s))
         except StoreError as exc:
             raise RequestRejected(f"session store unavailable: {type(exc).__name__}", 503) from exc
     return {"active_sessions": len(found), "session_ttl_seconds": within_s, "sessions": found}
@@ -227,6 +222,7 @@ async def pricing(
     seen: list[str] = []
     if ctx.ledger is not None:
         try:
+            await ctx.recorder.flush()
             seen = await ctx.ledger.models()
         except StoreError:
             seen = []

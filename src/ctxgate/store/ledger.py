@@ -202,17 +202,18 @@ class SqlLedger:
             for r in recs
         ]
 
-    async def transforms(self, since: float | None = None, until: float | None = None) -> dict[str, int]:
-        """How many requests applied each transform."""
+    async def transforms(self, since: float | None = None, until: float | None = None,
+                         *, engines: bool = False) -> dict[str, int]:
+        """How many requests applied each transform (``engine:step``), or each engine, most first."""
         where, params = _window(since, until)
         recs = await self._fetch(
             f"SELECT transforms, COUNT(*) FROM ledger WHERE {where} AND transforms <> '' GROUP BY transforms",
             params)
         out: dict[str, int] = {}
         for combo, n in recs:
-            for t in set(str(combo).split(",")):
-                if t:
-                    out[t] = out.get(t, 0) + int(n)
+            names = {t.split(":", 1)[0] if engines else t for t in str(combo).split(",") if t}
+            for t in names:
+                out[t] = out.get(t, 0) + int(n)
         return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
     async def hourly(self, now: float, hours: int = 24, until: float | None = None) -> list[dict[str, Any]]:
