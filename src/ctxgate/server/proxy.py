@@ -62,7 +62,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upstream.aclose()
 
 
-router = APIRouter(lifespan=_lifespan)
+#: not in the OpenAPI schema: bodies are the providers' own, forwarded as raw bytes
+router = APIRouter(lifespan=_lifespan, include_in_schema=False)
 
 
 # --- request identity and body fields --------------------------------------------

@@ -176,7 +176,8 @@ class RelayResponse(Response):
                     while True:
                         message: Message = await receive()
                         if message["type"] == "http.disconnect":
-                            self.outcome = "client_disconnected"
+                            if self.outcome == "pending":  # not once the last byte is on its way
+                                self.outcome = "client_disconnected"
                             tg.cancel_scope.cancel()
                             return
 
@@ -192,9 +193,9 @@ class RelayResponse(Response):
                     self.outcome, error, failure = "upstream_error", str(exc), exc
                 else:
                     tail = self.relay.flush()
-                    await send({"type": "http.response.body", "body": tail, "more_body": False})
                     if self.outcome == "pending":
                         self.outcome = "completed"
+                    await send({"type": "http.response.body", "body": tail, "more_body": False})
                 tg.cancel_scope.cancel()
         except OSError:
             self.outcome = "client_disconnected"
