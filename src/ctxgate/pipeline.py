@@ -146,6 +146,17 @@ class Pipeline:
         rows = await self.sessions.active(tenant, self.clock() - within_s)
         return [r.as_dict() for r in rows]
 
+    async def original(self, tenant: str, key: str) -> str | None:
+        """The original content behind a retrieval key, within one tenant. Raises StoreError."""
+        return await self.originals.get(tenant, key)
+
+    async def ping(self) -> None:
+        """Raise StoreError when a store does not answer (for /readyz)."""
+        for store in (self.decisions, self.originals, self.sessions):
+            probe = getattr(store, "ping", None)
+            if callable(probe):
+                await probe()
+
     async def aclose(self) -> None:
         seen: set[int] = set()
         for store in (self.decisions, self.originals, self.sessions):

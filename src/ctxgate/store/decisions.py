@@ -101,6 +101,9 @@ class MemoryDecisionStore:
         self._bound(self._sessions)
         return prev
 
+    async def ping(self) -> None:
+        return None
+
     async def active(self, tenant: str | None, since: float) -> list[SessionActivity]:
         rows = [s for s in self._sessions.values() if s.last_seen >= since and tenant in (None, s.tenant)]
         rows.sort(key=lambda s: s.last_seen, reverse=True)
@@ -298,6 +301,9 @@ class SqliteDecisionStore:
 
     async def active(self, tenant: str | None, since: float) -> list[SessionActivity]:
         return await self._call(self._active, tenant, since)
+
+    async def ping(self) -> None:
+        await self._call(lambda: self._db.execute("SELECT 1").fetchone())
 
     async def aclose(self) -> None:
         with self._lock:

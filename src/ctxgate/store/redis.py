@@ -142,6 +142,9 @@ class RedisDecisionStore:
         out = [_activity(t, s, raw) for (t, s), raw in zip(pairs, rows, strict=True)]
         return [a for a in out if a is not None and a.last_seen >= since]
 
+    async def ping(self) -> None:
+        await self._call(self._r.ping())
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True

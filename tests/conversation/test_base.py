@@ -1,0 +1,129 @@
+"""The offset-keeping JSON scanner and the byte-exact splice."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctxgate.conversation._base import (
+    ARRAY,
+    OBJECT,
+    STRING,
+    Edit,
+    Node,
+    decode,
+    quote,
+    scan,
+    splice,
+    splice_text,
+    text_blocks,
+    text_of,
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def plain(node: Node) -> Any:
+    if node.kind == OBJECT:
+        return {k: plain(v) for k, v in node.value.items()}
+    if node.kind == ARRAY:
+        return [plain(v) for v in node.value]
+    return node.value
+
+
+def strings(node: Node) -> list[Node]:
+    if node.kind == STRING:
+        return [node]
+    children = node.value.values() if node.kind == OBJECT else node.value if node.kind == ARRAY else []
+    return [s for c in children for s in strings(c)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values, st.sampled_from([None, 0, 2]), st.booleans())
+def test_scan_matches_json_loads_and_offsets_are_exact(value: Any, indent: int | None, ascii_only: bool) -> None:
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    node = scan(text)
+    assert plain(node) == json.loads(text)
+    assert (node.start, node.end) == (0, len(text))
+    for s in strings(node):
+        assert json.loads(text[s.start : s.end]) == s.value
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values, st.sampled_from([None, 1]), st.data())
+def test_splice_changes_only_the_named_literals(value: Any, indent: int | None, data: st.DataObject) -> None:
+    raw = json.dumps({"v": value, "s": "x"}, indent=indent, ensure_ascii=False).encode()
+    text = decode(raw)
+    nodes = strings(scan(text))
+    chosen = data.draw(st.lists(st.sampled_from(nodes), unique_by=lambda n: n.start, max_size=3))
+    edits = [Edit(n.start, n.end, data.draw(st.text(max_size=8))) for n in chosen]
+    out = splice(raw, edits).decode()
+    # outside the edited ranges every character is the input's
+    pos_in = pos_out = 0
+    for e in sorted(edits, key=lambda e: e.start):
+        gap = e.start - pos_in
+        assert out[pos_out : pos_out + gap] == text[pos_in : e.start]
+        lit = quote(e.text)
+        assert out[pos_out + gap : pos_out + gap + len(lit)] == lit
+        pos_in, pos_out = e.end, pos_out + gap + len(lit)
+    assert out[pos_out:] == text[pos_in:]
+    json.loads(out)
+
+
+def test_splice_keeps_key_order_whitespace_numbers_and_escapes() -> None:
+    raw = b'{ "b" : 1.50e3,\n  "a":"\\u00e9\\/x",   "t" : "old" ,"z":[ 1 ,2 ] }'
+    node = scan(decode(raw))
+    t = node.get("t")
+    assert t is not None
+    out = splice(raw, [Edit(t.start, t.end, 'new "q"\n')])
+    assert out == b'{ "b" : 1.50e3,\n  "a":"\\u00e9\\/x",   "t" : "new \\"q\\"\\n" ,"z":[ 1 ,2 ] }'
+    assert splice(raw, []) is raw
+
+
+def test_quote_is_deterministic_utf8_and_escapes_lone_surrogates() -> None:
+    assert quote("é\n") == '"é\\n"'
+    assert quote("a\ud800b") == '"a\\ud800b"'
+    assert quote("a\ud800b").encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "{", '{"a" 1}', '{"a":1,}', "[1 2]", "nul", '{"a":1} x', '"\x01"', "[" * 300 + "]" * 300],
+)
+def test_scan_rejects_invalid_json(bad: str) -> None:
+    with pytest.raises(ValueError):
+        scan(bad)
+
+
+def test_decode_rejects_invalid_utf8() -> None:
+    with pytest.raises(ValueError, match="UTF-8"):
+        decode(b'{"a":"\xff"}')
+
+
+def test_splice_rejects_edits_that_are_not_string_literals() -> None:
+    text = '{"a": 12, "b": "x"}'
+    with pytest.raises(ValueError):
+        splice_text(text, [Edit(6, 8, "no")])
+    b = scan(text).get("b")
+    assert b is not None
+    with pytest.raises(ValueError):  # overlapping edits
+        splice_text(text, [Edit(b.start, b.end, "1"), Edit(b.start, b.end, "2")])
+
+
+def test_text_blocks_of_string_and_parts() -> None:
+    text = json.dumps({"s": "one", "l": [{"type": "text", "text": "a"}, {"type": "image"}, {"type": "text", "text": "b"}]})
+    node = scan(text)
+    (s,) = text_blocks(node.get("s"), message=3, tool_id="t", call=None, is_error=True, first=7)
+    assert (s.index, s.message, s.part, s.text, s.is_error) == (7, 3, -1, "one", True)
+    parts = text_blocks(node.get("l"), message=0, tool_id="t", call=None, is_error=False, first=0)
+    assert [(p.index, p.part, p.text) for p in parts] == [(0, 0, "a"), (1, 2, "b")]
+    assert text_of(node.get("l")) == "a\nb" and text_of(None) == ""
+    assert text_blocks(None, message=0, tool_id="t", call=None, is_error=False, first=0) == []

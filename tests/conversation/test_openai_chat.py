@@ -1,0 +1,62 @@
+"""OpenAI Chat Completions: role "tool" messages are the candidates, nothing else changes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctxgate.conversation import openai_chat
+from ctxgate.conversation._base import Edit
+from tests.factories import assert_only_spans_changed, openai_chat_request
+
+TURNS = [
+    ("user", "fix the bug"),
+    ("call", "call_1", "bash", {"command": "ls"}),
+    ("call", "call_2", "bash", {"command": "cat a.py"}),
+    ("result", "call_1", "a.py\nb.py"),
+    ("result", "call_2", "print('x')"),
+    ("user", "and now?"),
+]
+
+
+def test_finds_tool_messages_with_their_calls() -> None:
+    conv = openai_chat.parse(openai_chat_request(TURNS))
+    assert [(b.tool_id, b.tool_name, b.text, b.message) for b in conv.blocks] == [
+        ("call_1", "bash", "a.py\nb.py", 3),
+        ("call_2", "bash", "print('x')", 4),
+    ]
+    assert json.loads(conv.calls["call_2"].args) == {"command": "cat a.py"}
+    assert [m.role for m in conv.messages] == ["system", "user", "assistant", "tool", "tool", "user"]
+    assert conv.messages[2].tool_ids == ("call_1", "call_2")
+    assert conv.last_assistant == 2 and conv.query == "and now?"
+    assert conv.first_user == '"fix the bug"'
+    assert conv.cache_lifetime_s == 3600
+
+
+def test_content_parts_and_24h_retention() -> None:
+    body = {"prompt_cache_retention": "24h", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "q"}]},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "out"}]},
+    ]}
+    conv = openai_chat.parse(json.dumps(body).encode())
+    assert [(b.part, b.text, b.tool_name) for b in conv.blocks] == [(0, "out", "f")]
+    assert conv.cache_lifetime_s == 86400 and conv.query == "q"
+
+
+def test_splice_leaves_everything_else_byte_identical() -> None:
+    raw = openai_chat_request(TURNS, temperature=0.25, stream=True)
+    conv = openai_chat.parse(raw)
+    edits = [Edit(b.start, b.end, "x" * b.index) for b in conv.blocks]
+    out = openai_chat.splice(raw, edits)
+    assert_only_spans_changed(raw, out, [(e.start, e.end) for e in edits])
+    after = json.loads(out)
+    assert [m.get("content") for m in after["messages"] if m["role"] == "tool"] == ["", "x"]
+    assert {k: v for k, v in after.items() if k != "messages"} == {"model": "gpt-4o", "temperature": 0.25, "stream": True}
+
+
+def test_rejects_bodies_without_messages() -> None:
+    with pytest.raises(ValueError):
+        openai_chat.parse(b'{"input": []}')
+    assert openai_chat.find_blocks(openai_chat_request([("user", "hi")])) == []

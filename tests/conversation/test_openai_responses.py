@@ -1,0 +1,53 @@
+"""OpenAI Responses: function_call_output items are the candidates, nothing else changes."""
+
+from __future__ import annotations
+
+import json
+
+from ctxgate.conversation import openai_responses
+from ctxgate.conversation._base import Edit
+from tests.factories import assert_only_spans_changed, openai_responses_request
+
+TURNS = [
+    ("user", "list files"),
+    ("call", "fc_1", "shell", {"command": ["bash", "-lc", "ls"]}),
+    ("result", "fc_1", "a.py\nb.py"),
+    ("user", "thanks"),
+]
+
+
+def test_finds_function_call_outputs() -> None:
+    conv = openai_responses.parse(openai_responses_request(TURNS))
+    assert [(b.tool_id, b.tool_name, b.text) for b in conv.blocks] == [("fc_1", "shell", "a.py\nb.py")]
+    assert [m.role for m in conv.messages] == ["user", "function_call", "function_call_output", "user"]
+    assert conv.last_assistant == 1 and conv.query == "thanks"
+    assert json.loads(conv.first_user) == [{"type": "input_text", "text": "list files"}]
+
+
+def test_reasoning_items_count_as_model_output_and_parts_are_blocks() -> None:
+    body = {"input": [
+        {"role": "user", "content": "go"},
+        {"type": "reasoning", "id": "rs_1", "encrypted_content": "xyz", "summary": []},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "apply", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": [{"type": "input_text", "text": "done"}]},
+    ]}
+    conv = openai_responses.parse(json.dumps(body).encode())
+    assert conv.last_assistant == 2
+    assert [(b.tool_name, b.tool_id, b.part, b.text) for b in conv.blocks] == [("apply", "c1", 0, "done")]
+    assert conv.calls["c1"].args == "*** Begin Patch"
+    assert conv.messages[0].role == "user" and conv.query == "go"
+
+
+def test_string_input_has_no_blocks() -> None:
+    conv = openai_responses.parse(b'{"model": "gpt-5", "input": "hello"}')
+    assert conv.blocks == [] and conv.query == "hello" and conv.first_user == '"hello"'
+    assert openai_responses.find_blocks(b'{"model": "gpt-5"}') == []
+
+
+def test_splice_leaves_everything_else_byte_identical() -> None:
+    raw = openai_responses_request(TURNS)
+    conv = openai_responses.parse(raw)
+    edits = [Edit(b.start, b.end, "short") for b in conv.blocks]
+    out = openai_responses.splice(raw, edits)
+    assert_only_spans_changed(raw, out, [(e.start, e.end) for e in edits])
+    assert json.loads(out)["input"][2]["output"] == "short"

@@ -1,0 +1,132 @@
+"""The protection policy: protected tools, file-printing commands, errors, small outputs, markers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctxgate.conversation import anthropic, openai_chat
+from ctxgate.conversation import policy as pol
+from ctxgate.conversation._base import Block, ToolCall
+from ctxgate.settings import Settings
+from tests.factories import anthropic_request, openai_chat_request
+
+
+@pytest.mark.parametrize(
+    ("command", "files"),
+    [
+        ("cat src/a.py", ["src/a.py"]),
+        ("cat a.py b.py", ["a.py", "b.py"]),
+        ("cd /testbed && nl -ba django/db/models.py | sed -n '1,200p'", ["django/db/models.py"]),
+        ("sed -n '10,40p' setup.py", ["setup.py"]),
+        ("head -n 50 README.md", ["README.md"]),
+        ("head -50 README.md", ["README.md"]),
+        ("tail -n 20 log.txt", ["log.txt"]),
+        ("less x.txt", ["x.txt"]),
+        ("nl -b a -w 3 f.c", ["f.c"]),
+        ("cat a.py | head -n 20", ["a.py"]),
+        ("ls -la", None),
+        ("grep -n foo a.py", None),
+        ("cat a.py | grep foo", None),
+        ("sed -i 's/a/b/' a.py", None),
+        ("sed 's/a/b/' a.py", None),
+        ("cat <<'EOF' > a.py\nx\nEOF", None),
+        ("cat > a.py", None),
+        ("head", None),
+        ("python -c 'print(1)'", None),
+        ("cd /x && cat 'unbalanced", None),
+        ("cd /repo", None),
+    ],
+)
+def test_printed_files(command: str, files: list[str] | None) -> None:
+    assert pol.printed_files(command) == files
+
+
+def call(name: str, args: object) -> ToolCall:
+    return ToolCall("c1", name, args if isinstance(args, str) else json.dumps(args), 0)
+
+
+def test_shell_command_from_arguments() -> None:
+    assert pol.shell_command(call("bash", {"command": "ls"})) == "ls"
+    assert pol.shell_command(call("shell", {"command": ["bash", "-lc", "cat x"]})) == "cat x"
+    assert pol.shell_command(call("exec", {"cmd": ["ls", "-la"]})) == "ls -la"
+    assert pol.shell_command(call("custom", "cat x")) == "cat x"  # raw-text custom tool input
+    assert pol.shell_command(call("x", [1, 2])) is None
+    assert pol.shell_command(None) is None
+
+
+def test_read_and_write_paths() -> None:
+    assert pol.read_path(call("Read", {"file_path": "/a.py", "offset": 3})) == "/a.py"
+    assert pol.read_path(call("str_replace_editor", {"command": "view", "path": "/a.py"})) == "/a.py"
+    assert pol.read_path(call("bash", {"command": "cat /a.py"})) == "/a.py"
+    assert pol.read_path(call("bash", {"command": "cat /a.py /b.py"})) is None
+    assert pol.read_path(call("Grep", {"path": "/a.py"})) is None
+    assert pol.write_path(call("Edit", {"file_path": "/a.py", "old_string": "a"})) == "/a.py"
+    assert pol.write_path(call("str_replace_editor", {"command": "str_replace", "path": "/a.py"})) == "/a.py"
+    assert pol.write_path(call("str_replace_editor", {"command": "view", "path": "/a.py"})) is None
+    assert pol.write_path(call("Read", {"file_path": "/a.py"})) is None
+
+
+def block(text: str = "x", *, name: str | None = "Bash", is_error: bool = False) -> Block:
+    return Block(0, 1, "c1", -1, text, 0, 0, name, None, is_error)
+
+
+def test_protection_reasons_in_order() -> None:
+    p = pol.Policy.from_settings(Settings(), exclude_tools=("MyTool",), min_tokens=100)
+    assert p.protection(block(name="Read"), None, 10_000) == "protected"
+    assert p.protection(block(name="mytool"), None, 10_000) == "protected"  # per request, any case
+    assert p.protection(block(), call("Bash", {"command": "cat a.py"}), 10_000) == "file_read"
+    assert p.protection(block(is_error=True), None, 500) == "error_result"
+    assert p.protection(block(is_error=True), None, 5000) is None  # larger than max_verbatim_error_tokens
+    tb = "Traceback (most recent call last):\n  File x\nValueError"
+    assert p.protection(block(tb), None, 500) == "error_result"
+    assert p.protection(block("<returncode>2</returncode>\n<output>x"), None, 500) == "error_result"
+    assert p.protection(block("<returncode>0</returncode>\n<output>x"), None, 500) is None
+    assert p.protection(block(), None, 99) == "small"
+    assert p.protection(block(), None, 100) is None
+
+
+def test_levels_per_tool() -> None:
+    s = Settings(tool_levels={"WebFetch": "off", "Grep": "lossless"})
+    p = pol.Policy.from_settings(s, level="balanced")
+    assert p.level_for("webfetch") == "off" and p.level_for("Grep") == "lossless" and p.level_for(None) == "balanced"
+    assert p.protection(block(name="WebFetch"), None, 10_000) == "level_off"
+    assert pol.Policy.from_settings(Settings(level="lossless")).level == "lossless"
+
+
+def test_duplicates_point_at_the_first_copy() -> None:
+    raw = openai_chat_request([
+        ("user", "go"),
+        ("call", "a", "bash", {"command": "ls"}), ("result", "a", "same"),
+        ("call", "b", "bash", {"command": "ls"}), ("result", "b", "other"),
+        ("call", "c", "bash", {"command": "ls"}), ("result", "c", "same"),
+        ("call", "d", "bash", {"command": "ls"}), ("result", "d", "same"),
+    ])
+    dups = pol.duplicates(openai_chat.parse(raw).blocks)
+    assert {i: b.tool_id for i, b in dups.items()} == {2: "a", 3: "a"}
+
+
+def test_stale_reads_need_a_later_write_to_the_same_path() -> None:
+    raw = anthropic_request([
+        ("user", "go"),
+        ("call", "r1", "Read", {"file_path": "/a.py"}), ("result", "r1", "old a"),
+        ("call", "r2", "Read", {"file_path": "/b.py"}), ("result", "r2", "b"),
+        ("call", "w1", "Edit", {"file_path": "/a.py", "old_string": "old", "new_string": "new"}),
+        ("result", "w1", "ok"),
+        ("call", "r3", "Read", {"file_path": "/a.py"}), ("result", "r3", "new a"),
+    ])
+    conv = anthropic.parse(raw)
+    stale = pol.stale_reads(conv)
+    assert {conv.blocks[i].tool_id: (path, w.id) for i, (path, w) in stale.items()} == {"r1": ("/a.py", "w1")}
+
+
+def test_markers_name_the_call_and_the_retrieval_key() -> None:
+    first = block()
+    assert pol.duplicate_marker(first, "ctx_1") == "[same output as tool call c1 above; retrieve: ctx_1]"
+    m = pol.stale_marker("/a.py", ToolCall("w", "Edit", "{}", 3), "ctx_2")
+    assert "/a.py" in m and "Edit" in m and "ctx_2" in m and m.startswith("[stale read")
+
+
+def test_arguments_tolerate_non_objects() -> None:
+    assert pol.arguments(call("x", [1])) == {} and pol.arguments(None) == {}
