@@ -1,29 +1,313 @@
+"""The pipeline end to end on request bytes: compress once, replay forever, fail open."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from ctxgate.pipeline import Pipeline, RequestInfo
+from ctxgate import engine
+from ctxgate.conversation import anthropic
+from ctxgate.errors import ConfigError, StoreError
+from ctxgate.pipeline import Pipeline, RequestInfo, _validate, build_pipeline, decision_key, fingerprint
 from ctxgate.settings import Settings
+from ctxgate.store.decisions import MemoryDecisionStore, SqliteDecisionStore
+from tests.factories import (
+    anthropic_request,
+    assert_only_spans_changed,
+    big_json,
+    big_log,
+    openai_chat_request,
+    openai_responses_request,
+)
+
+MODEL = "claude-sonnet-4-5"
+INFO = RequestInfo(fmt="anthropic", model=MODEL)
 
 
-class _Null:
-    async def get_many(self, keys):
-        return {}
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
 
-    async def put_many(self, decisions):
-        return None
-
-    async def put(self, tenant, key, text):
-        return None
-
-    async def get(self, tenant, key):
-        return None
-
-    async def aclose(self):
-        return None
+    def __call__(self) -> float:
+        return self.now
 
 
-@pytest.mark.asyncio
-async def test_passthrough_keeps_bytes() -> None:
-    raw = b'{"model":"x","messages":[]}'
-    p = Pipeline(Settings(), _Null(), _Null())
-    r = await p.run(raw, RequestInfo(fmt="anthropic"))
-    assert r.body == raw and not r.changed
+def make(clock: Clock | None = None, **settings: Any) -> tuple[Pipeline, MemoryDecisionStore]:
+    clock = clock or Clock()
+    store = MemoryDecisionStore(clock=clock)
+    return Pipeline(Settings(time_budget_ms=60_000, **settings), store, store, clock=clock), store
+
+
+def expected(text: str, tool: str = "Bash", args: dict[str, Any] | None = None, query: str = "go") -> str:
+    ctx = engine.Context(tool_name=tool, tool_args=json.dumps(args or {"command": "x"}), query=query,
+                         model=MODEL, min_tokens=250)
+    return engine.compress(text, ctx).text
+
+
+def tool_texts(body: bytes) -> list[str]:
+    return [b.text for b in anthropic.parse(body).blocks]
+
+
+T1 = [("user", "go"), ("call", "t1", "Bash", {"command": "x"}), ("result", "t1", big_log())]
+T2 = T1 + [("call", "t2", "Bash", {"command": "x"}), ("result", "t2", big_json())]
+
+
+async def test_first_request_of_a_session_decides_every_block() -> None:
+    p, store = make()
+    raw = anthropic_request(T2)
+    r = await p.run(raw, INFO)
+    assert r.skip_reason is None and r.error is None and r.changed
+    assert tool_texts(r.body) == [expected(big_log()), expected(big_json())]
+    assert r.counts["compressed"] == 2 and r.counts["first_with_history"] == 1
+    conv = anthropic.parse(raw)
+    assert_only_spans_changed(raw, r.body, [(b.start, b.end) for b in conv.blocks])
+    assert r.tokens_after < r.tokens_before and r.estimator.startswith("claude")
+    assert r.ccr_hashes and all([await store.get("default", k) for k in r.ccr_hashes])
+    assert r.session_id == fingerprint("default", MODEL, conv.first_user)
+
+
+async def test_known_session_replays_old_blocks_and_decides_only_new_ones() -> None:
+    p, _ = make()
+    r1 = await p.run(anthropic_request(T1), INFO)
+    r2 = await p.run(anthropic_request(T2), INFO)
+    assert r2.counts == {"replayed": 1, "compressed": 1}
+    prefix = r1.body[: r1.body.rindex(b"]")]
+    assert r2.body.startswith(prefix)
+    r3 = await p.run(anthropic_request(T2), INFO)  # a retry is served from the decisions
+    assert r3.body == r2.body and r3.counts == {"replayed": 2}
+
+
+async def test_old_block_without_a_decision_stays_verbatim_in_a_known_session() -> None:
+    p, store = make()
+    r1 = await p.run(anthropic_request(T1), RequestInfo(fmt="anthropic", model=MODEL, level="off"))
+    assert r1.skip_reason == "level_off" and r1.body == anthropic_request(T1)
+    r2 = await p.run(anthropic_request(T2), INFO)
+    assert r2.counts == {"old_kept": 1, "compressed": 1}
+    assert tool_texts(r2.body) == [big_log(), expected(big_json())]
+    assert len(store._decisions) == 1  # the old block was not recorded
+
+
+async def test_cold_cache_compresses_old_blocks_once() -> None:
+    clock = Clock()
+    p, _ = make(clock)
+    await p.run(anthropic_request(T1), RequestInfo(fmt="anthropic", model=MODEL, level="off"))
+    clock.now += 301  # longer than Anthropic's 5-minute cache
+    r = await p.run(anthropic_request(T2), INFO)
+    assert r.counts == {"compressed": 2, "cold_cache": 1}
+    clock.now += 10
+    again = await p.run(anthropic_request(T2), INFO)
+    assert again.body == r.body and again.counts == {"replayed": 2}
+
+
+async def test_one_hour_ttl_keeps_the_cache_warm_for_an_hour() -> None:
+    clock = Clock()
+    p, _ = make(clock)
+    hour = {"cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    await p.run(anthropic_request(T1, **hour), RequestInfo(fmt="anthropic", model=MODEL, level="off"))
+    clock.now += 301
+    r = await p.run(anthropic_request(T2, **hour), INFO)
+    assert r.counts == {"old_kept": 1, "compressed": 1}
+
+
+READ_EDIT = [
+    ("user", "go"),
+    ("call", "r1", "Read", {"file_path": "/a.py"}), ("result", "r1", "x = 1\n" * 300),
+    ("call", "e1", "Edit", {"file_path": "/a.py", "old_string": "x = 1", "new_string": "x = 2"}),
+    ("result", "e1", "The file /a.py has been updated."),
+]
+
+
+async def test_stale_reads_become_markers_only_when_the_cache_is_cold() -> None:
+    clock = Clock()
+    p, _ = make(clock)
+    warm = await p.run(anthropic_request(READ_EDIT), INFO)
+    assert tool_texts(warm.body)[0] == "x = 1\n" * 300 and warm.counts["protected"] == 2
+    clock.now += 60
+    turns = READ_EDIT + [("call", "b1", "Bash", {"command": "x"}), ("result", "b1", "ok")]
+    assert tool_texts((await p.run(anthropic_request(turns), INFO)).body)[0] == "x = 1\n" * 300
+    clock.now += 400
+    cold = await p.run(anthropic_request(turns), INFO)
+    marker = tool_texts(cold.body)[0]
+    assert marker.startswith("[stale read of /a.py") and cold.counts["stale_read"] == 1
+    (key,) = cold.ccr_hashes
+    assert await p.original("default", key) == "x = 1\n" * 300
+    assert await p.original("other-tenant", key) is None
+    clock.now += 10
+    assert tool_texts((await p.run(anthropic_request(turns), INFO)).body)[0] == marker
+
+
+async def test_duplicate_output_becomes_a_reference_decided_on_arrival() -> None:
+    p, _ = make()
+    out = big_log(word="served")
+    turns = [("user", "go"), ("call", "a", "Bash", {"command": "x"}), ("result", "a", out)]
+    await p.run(anthropic_request(turns), INFO)
+    turns += [("call", "b", "Bash", {"command": "x"}), ("result", "b", out)]
+    r = await p.run(anthropic_request(turns), INFO)
+    first, second = tool_texts(r.body)
+    assert first == expected(out) and second.startswith("[same output as tool call a above; retrieve: ctx_")
+    assert r.counts == {"replayed": 1, "duplicate": 1}
+    turns += [("call", "c", "Bash", {"command": "y"}), ("result", "c", "done")]
+    assert tool_texts((await p.run(anthropic_request(turns), INFO)).body)[:2] == [first, second]
+
+
+async def test_protected_tools_file_reads_and_excluded_tools_stay_exact() -> None:
+    p, _ = make()
+    turns = [
+        ("user", "go"),
+        ("call", "r", "Read", {"file_path": "/a"}), ("result", "r", big_log(word="read")),
+        ("call", "c", "Bash", {"command": "cd /x && cat a.log"}), ("result", "c", big_log(word="cat")),
+        ("call", "m", "MyTool", {}), ("result", "m", big_log(word="mine")),
+    ]
+    raw = anthropic_request(turns)
+    r = await p.run(raw, RequestInfo(fmt="anthropic", model=MODEL, exclude_tools=("MyTool",)))
+    assert r.body == raw and r.skip_reason == "no_change"
+    assert r.counts == {"protected": 2, "file_read": 1, "first_with_history": 2}
+
+
+async def test_a_decision_of_one_session_never_rewrites_another_sessions_old_block() -> None:
+    p, _ = make()
+    a = RequestInfo(fmt="anthropic", model=MODEL, session_id="A")
+    b_off = RequestInfo(fmt="anthropic", model=MODEL, session_id="B", level="off")
+    b = RequestInfo(fmt="anthropic", model=MODEL, session_id="B")
+    await p.run(anthropic_request(T1), b_off)  # B sent its log verbatim
+    assert (await p.run(anthropic_request(T1), a)).changed  # A compresses the same log
+    r = await p.run(anthropic_request(T2), b)
+    assert tool_texts(r.body)[0] == big_log() and r.session_id == "B"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "raw"),
+    [
+        ("openai_chat", openai_chat_request(T2)),
+        ("openai_responses", openai_responses_request(T2)),
+    ],
+)
+async def test_openai_formats(fmt: Any, raw: bytes) -> None:
+    p, _ = make()
+    r = await p.run(raw, RequestInfo(fmt=fmt, model="gpt-4o"))
+    assert r.changed and r.counts["compressed"] == 2
+    assert json.loads(r.body).keys() == json.loads(raw).keys()
+
+
+class BrokenStore(MemoryDecisionStore):
+    def __init__(self, fail: str) -> None:
+        super().__init__()
+        self.fail = fail
+
+    async def get_many(self, keys: list[str]) -> dict[str, str | None]:
+        if self.fail == "get":
+            raise StoreError("down")
+        return await super().get_many(keys)
+
+    async def put_many(self, decisions: dict[str, str | None]) -> None:
+        if self.fail == "put":
+            raise StoreError("down")
+        await super().put_many(decisions)
+
+
+@pytest.mark.parametrize("fail", ["get", "put"])
+async def test_store_failure_sends_the_original(fail: str) -> None:
+    store = BrokenStore(fail)
+    p = Pipeline(Settings(time_budget_ms=60_000), store, store)
+    raw = anthropic_request(T2)
+    r = await p.run(raw, INFO)
+    assert (r.body, r.skip_reason, r.error) == (raw, "store_unavailable", "down")
+    assert r.tokens_before == r.tokens_after > 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "info", "reason"),
+    [
+        (b"not json", INFO, "error"),
+        (b'{"messages": 3}', INFO, "error"),
+        (anthropic_request(T2), RequestInfo(fmt="nope", model=MODEL), "error"),  # type: ignore[arg-type]
+        (anthropic_request([("user", "hi")]), INFO, "no_candidates"),
+        (anthropic_request(T2), RequestInfo(fmt="anthropic", model=MODEL, level="off"), "level_off"),
+    ],
+)
+async def test_pass_through_reasons(raw: bytes, info: RequestInfo, reason: str) -> None:
+    p, _ = make()
+    r = await p.run(raw, info)
+    assert r.body == raw and r.skip_reason == reason and not r.changed
+    assert (r.error is not None) == (reason == "error")
+
+
+async def test_price_floor_and_body_size() -> None:
+    store = MemoryDecisionStore()
+    cheap = Pipeline(Settings(price_floor_per_mtok=1.0), store, store, price_of=lambda m: 0.25)
+    assert (await cheap.run(anthropic_request(T2), INFO)).skip_reason == "price_floor"
+    small = Pipeline(Settings(max_body_bytes=1024), store, store)
+    assert (await small.run(anthropic_request(T2), INFO)).skip_reason == "too_large"
+
+
+class Timer:
+    """A timer that moves ``step`` seconds every time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.t, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+async def test_time_budget() -> None:
+    store = MemoryDecisionStore()
+    raw = anthropic_request(T2)
+    late = Pipeline(Settings(time_budget_ms=100), store, store, timer=Timer(1.0))
+    r = await late.run(raw, INFO)
+    assert (r.body, r.skip_reason) == (raw, "time_budget")
+    # 30 ms per reading: the first new block is decided, the second is past the soft deadline
+    store2 = MemoryDecisionStore()
+    partial = Pipeline(Settings(time_budget_ms=100), store2, store2, timer=Timer(0.03))
+    r = await partial.run(raw, INFO)
+    assert r.counts.get("deferred") == 1 and len(store2._decisions) == 1
+
+
+async def test_validate_catches_changed_structure() -> None:
+    raw = anthropic_request(T2)
+    conv = anthropic.parse(raw)
+    assert _validate(raw, raw, conv, "anthropic", {}) is None
+    body = json.loads(raw)
+    body["messages"].pop()
+    assert "changed" in (_validate(raw, json.dumps(body).encode(), conv, "anthropic", {}) or "")
+    assert "does not hold" in (_validate(raw, raw, conv, "anthropic", {0: "other"}) or "")
+    assert "not valid" in (_validate(raw, b"{", conv, "anthropic", {}) or "")
+
+
+async def test_active_sessions_and_keys() -> None:
+    clock = Clock()
+    p, _ = make(clock)
+    await p.run(anthropic_request(T1), RequestInfo(fmt="anthropic", model=MODEL, tenant="t1", user="ann", session_id="s1"))
+    clock.now += 100
+    await p.run(anthropic_request(T1), RequestInfo(fmt="anthropic", model=MODEL, tenant="t2", session_id="s2"))
+    rows = await p.active_sessions()
+    assert [(r["tenant"], r["session_id"], r["requests"]) for r in rows] == [("t2", "s2", 1), ("t1", "s1", 1)]
+    assert [r["user"] for r in await p.active_sessions("t1")] == ["ann"]
+    assert await p.active_sessions(within_s=50) == rows[:1]
+    assert decision_key("a", "s", "h", "Bash", "t1") != decision_key("b", "s", "h", "Bash", "t1")
+    await p.ping()
+    await p.aclose()
+
+
+def test_build_pipeline_opens_the_configured_store(tmp_path: Path) -> None:
+    p = build_pipeline(Settings(data_dir=tmp_path))
+    assert isinstance(p.decisions, SqliteDecisionStore) and (tmp_path / "decisions.sqlite3").exists()
+    assert p.decisions is p.originals is p.sessions
+    assert isinstance(build_pipeline(Settings(decision_store="memory")).decisions, MemoryDecisionStore)
+    with pytest.raises(ConfigError):
+        build_pipeline(Settings(decision_store="redis"))
+
+
+async def test_decisions_survive_a_restart_with_sqlite(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, time_budget_ms=60_000)
+    p1 = build_pipeline(s)
+    r1 = await p1.run(anthropic_request(T2), INFO)
+    await p1.aclose()
+    p2 = build_pipeline(s)
+    r2 = await p2.run(anthropic_request(T2), INFO)
+    assert r2.body == r1.body and r2.counts == {"replayed": 2}
+    await p2.aclose()

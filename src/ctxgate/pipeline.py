@@ -206,13 +206,15 @@ class Pipeline:
             return self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
         policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
         remaining = budget - (self.timer() - start)
+        if remaining <= 0:
+            return self._passthrough(raw, info, conv, session, "time_budget", None)
         soft_deadline = start + budget * _SOFT_BUDGET
         try:
             plan = await asyncio.wait_for(
                 asyncio.to_thread(
                     self._decide, raw, conv, info, keys, existing, known, cold, policy, soft_deadline
                 ),
-                max(remaining, 0.001),
+                remaining,
             )
         except TimeoutError:
             return self._passthrough(raw, info, conv, session, "time_budget", None)
