@@ -56,6 +56,9 @@ def test_not_found_404(c: TestClient) -> None:
 
 def test_wrong_method_405(c: TestClient) -> None:
     assert_shape(c.post("/stats"), 405)
+    r = c.put("/v1/compress", json={"messages": []})  # never forwarded by the proxy catch-all
+    assert_shape(r, 405)
+    assert r.headers["allow"] == "POST"
 
 
 def test_internal_error_500_hides_details(c: TestClient) -> None:

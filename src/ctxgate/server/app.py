@@ -102,8 +102,17 @@ def create_app(
         started_at=metrics.started_at(),
     )
 
+    runs = 0
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal runs
+        if runs:  # started again after a shutdown closed the stores: reopen the ones we own
+            if ledger is None:
+                ctx.ledger = recorder.ledger = open_ledger(settings)
+            if pipeline is None:
+                ctx.pipeline = _build_pipeline(settings, prices)
+        runs += 1
         recorder.start()
         refresher = None
         if settings.pricing_source == "postgres":
@@ -116,7 +125,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
             await recorder.aclose()
-            await the_ledger.aclose()
+            await recorder.ledger.aclose()
             await ctx.pipeline.aclose()
 
     app = FastAPI(title="ctxgate", version=__version__, lifespan=lifespan)

@@ -55,7 +55,8 @@ def _describe(errors: list[Any]) -> str:
 
 async def _rejected(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestRejected)
-    return error_response(exc.status, str(exc))
+    headers = {"allow": "POST"} if exc.status == 405 else None
+    return error_response(exc.status, str(exc), headers=headers)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -94,14 +94,30 @@ class LedgerRecorder:
                 await asyncio.sleep(min(5.0, self.interval_s * 20))
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is not None and (self._task.done() or self._task.get_loop() is not loop):
+            self._stop_foreign_task()
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="ctxgate-ledger-recorder")
+            self._lock = asyncio.Lock()
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._loop(), name="ctxgate-ledger-recorder")
+
+    def _stop_foreign_task(self) -> None:
+        """Forget a writer task of another (or finished) event loop, cancelling it there."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            loop = task.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(task.cancel)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None and task.get_loop() is not asyncio.get_running_loop():
+            self._stop_foreign_task()
+        elif task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
             self._task = None
         try:
             await self.flush()

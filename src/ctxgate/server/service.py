@@ -283,3 +283,9 @@ async def compress(request: Request) -> dict[str, Any]:
     if req.token_budget is not None:
         out["within_token_budget"] = after <= req.token_budget
     return out
+
+
+@router.api_route("/v1/compress", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
+async def compress_wrong_method() -> None:
+    """``/v1/compress`` is ours for every method: never forwarded upstream by the proxy's catch-all."""
+    raise RequestRejected("method not allowed: use POST /v1/compress", 405)

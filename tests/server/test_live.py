@@ -1,0 +1,96 @@
+"""Against the real ``ctxgate serve`` over HTTP: restart persistence, several workers on one
+SQLite file, the PostgreSQL ledger and model_pricing (slow: real processes)."""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.server.live import LiveServer, metric
+from tests.store.pgdb import fresh_database
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = [
+    {"role": "user", "content": "run the tests"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "\n".join(f"PASSED tests/test_{i}.py" for i in range(80))},
+]
+
+
+def compress(url: str, user: str, model: str = "gpt-4o") -> dict:  # type: ignore[type-arg]
+    # a fresh connection per call, so that calls spread over the workers
+    r = httpx.post(url + "/v1/compress", json={"messages": MESSAGES, "model": model},
+                   headers={"x-maas-username": user, "connection": "close"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_totals_survive_a_restart(tmp_path: Path) -> None:
+    with LiveServer(tmp_path) as srv:
+        ids = [compress(srv.url, "alice")["request_id"] for _ in range(4)]
+        first = httpx.get(srv.url + "/stats-history").json()["lifetime"]
+        assert first["requests"] == 4
+    with LiveServer(tmp_path) as srv:
+        life = httpx.get(srv.url + "/stats-history").json()["lifetime"]
+        stats = httpx.get(srv.url + "/stats").json()
+        compress(srv.url, "bob")
+        after = httpx.get(srv.url + "/stats").json()
+    assert life == first
+    assert stats["summary"]["api_requests"] == 4
+    assert [r["request_id"] for r in stats["recent_requests"]] == ids
+    assert after["summary"]["api_requests"] == 5 and after["recent_requests"][-1]["tags"] == {"user-id": "bob"}
+
+
+def test_workers_share_one_sqlite_file_and_one_counter(tmp_path: Path) -> None:
+    n = 48
+    with LiveServer(tmp_path, workers=3) as srv:
+        before = metric(httpx.get(srv.url + "/metrics").text, "headroom_requests_total")
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: compress(srv.url, f"user{i % 4}"), range(n)))
+        # any worker answers /metrics with the sum over all workers
+        counts = {metric(httpx.get(srv.url + "/metrics", headers={"connection": "close"}).text,
+                         "headroom_requests_total") for _ in range(6)}
+        assert counts == {before + n}
+        one = compress(srv.url, "solo")
+        assert metric(httpx.get(srv.url + "/metrics").text, "headroom_requests_total") == before + n + 1
+        results.append(one)
+    ids = {r["request_id"] for r in results}
+    assert len(ids) == n + 1
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
+        stored = {row[0] for row in db.execute("SELECT id FROM ledger")}
+        lifetime = db.execute("SELECT requests FROM lifetime").fetchone()[0]
+    assert stored == ids and lifetime == n + 1
+
+
+@pytest.mark.postgres
+def test_postgres_ledger_and_model_pricing(tmp_path: Path) -> None:
+    with fresh_database() as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE model_pricing (model TEXT PRIMARY KEY, provider TEXT,"
+                         " input_cost_per_mtok NUMERIC, output_cost_per_mtok NUMERIC,"
+                         " cache_write_cost_per_mtok NUMERIC, cache_read_cost_per_mtok NUMERIC)")
+            conn.execute("INSERT INTO model_pricing VALUES ('acme-large', 'acme', 4.2, 8.4, 4.2, 0.42)")
+        env = {"CTXGATE_LEDGER_STORE": "postgres", "CTXGATE_POSTGRES_DSN": dsn,
+               "CTXGATE_PRICING_SOURCE": "postgres", "CTXGATE_PRICING_REFRESH_S": "5"}
+        with LiveServer(tmp_path, workers=2, env=env) as srv:
+            for _ in range(50):
+                lookups = httpx.get(srv.url + "/pricing", params={"model": "acme-large-2025-01-01"}).json()
+                if lookups["lookups"]["acme-large-2025-01-01"]["input"] == 4.2:
+                    break
+            assert lookups["prices"]["acme-large"]["source"] == "postgres"
+            assert lookups["lookups"]["acme-large-2025-01-01"]["rule"] == "normalized"
+            results = [compress(srv.url, "carol", model="acme-large") for _ in range(6)]
+            assert {r["cost_per_mtok"] for r in results} == {4.2}
+            stats = httpx.get(srv.url + "/stats").json()
+            assert stats["summary"]["api_requests"] >= 1
+        with psycopg.connect(dsn) as conn:
+            stored = {r[0] for r in conn.execute("SELECT id FROM ctxgate_ledger")}
+            users = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM ctxgate_ledger")}
+        assert stored == {r["request_id"] for r in results} and users == {"carol"}
