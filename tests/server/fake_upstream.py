@@ -232,6 +232,8 @@ class Reply:
     delay_s: float = 0.0
     #: seconds to wait after the last chunk before ending the body (a stuck upstream)
     hold_s: float = 0.0
+    #: seconds to wait before the status line and headers (a slow upstream)
+    head_delay_s: float = 0.0
 
 
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
@@ -315,6 +317,11 @@ class FakeUpstream:
 
         watcher = asyncio.ensure_future(watch())
         try:
+            if reply.head_delay_s:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gone.wait(), reply.head_delay_s)
+                if gone.is_set():
+                    return
             await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
             for i, chunk in enumerate(reply.chunks):
                 if i and reply.delay_s:

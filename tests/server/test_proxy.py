@@ -392,11 +392,12 @@ class Live:
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key="sk-openai-test", max_retries=0)
 
-    def wait_rows(self, n: int, deadline_s: float = 5.0) -> list[LedgerRow]:
+    def row_after(self, n: int, deadline_s: float = 5.0) -> LedgerRow:
+        """The row recorded after the first ``n`` (rows are recorded when the relay ends)."""
         end = time.monotonic() + deadline_s
-        while len(self.rows) < n and time.monotonic() < end:
+        while len(self.rows) <= n and time.monotonic() < end:
             time.sleep(0.01)
-        return self.rows
+        return self.rows[n]
 
 
 @pytest.fixture(scope="module")
@@ -443,6 +444,7 @@ def _headers_forwarded(live: Live) -> None:
 
 @pytest.mark.slow
 def test_sdk_anthropic_non_streaming_with_tools(live: Live) -> None:
+    n = len(live.rows)
     with live.anthropic(default_headers={"x-ctxgate-user": "carol"}) as client:
         msg = client.messages.create(model=MODEL, max_tokens=512, tools=TOOLS, messages=MESSAGES)
     assert [b.type for b in msg.content] == ["text", "tool_use"]
@@ -452,12 +454,13 @@ def test_sdk_anthropic_non_streaming_with_tools(live: Live) -> None:
     _headers_forwarded(live)
     assert live.fake.last.header("authorization") == "Bearer sk-ant-test"  # credentials forwarded
     assert live.fake.last.header("x-stainless-lang") == "python"
-    row = live.wait_rows(1)[-1]
+    row = live.row_after(n)
     assert row.user == "carol" and row.usage_cache_read_tokens == 41000
 
 
 @pytest.mark.slow
 def test_sdk_anthropic_stream_bytes_are_the_upstreams(live: Live) -> None:
+    n = len(live.rows)
     with live.anthropic() as client:
         with client.messages.with_streaming_response.create(
             model=MODEL, max_tokens=512, tools=TOOLS, messages=MESSAGES, stream=True
@@ -472,26 +475,27 @@ def test_sdk_anthropic_stream_bytes_are_the_upstreams(live: Live) -> None:
     assert final.content[1].citations  # type: ignore[union-attr]
     assert final.content[2].input == {"command": "pytest -x tests/test_parse.py"}  # type: ignore[union-attr]
     assert final.usage.output_tokens == 187
-    row = live.wait_rows(3)[-1]
+    row = live.row_after(n + 1)
     assert (row.usage_input_tokens, row.usage_cache_write_tokens, row.usage_cache_write_1h_tokens,
             row.usage_cache_read_tokens, row.usage_output_tokens) == (2095, 1200, 300, 30000, 187)
 
 
 @pytest.mark.slow
 def test_sdk_anthropic_late_error_event_passes_through(live: Live) -> None:
+    n = len(live.rows)
     events = anthropic_stream(late_error=True)
     live.fake.queue(Reply(200, [(b"content-type", b"text/event-stream")], events))
-    with live.anthropic() as client:
-        with pytest.raises(anthropic.APIStatusError, match="Overloaded"):
-            with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
-                stream.get_final_message()
+    with live.anthropic() as client, pytest.raises(anthropic.APIStatusError, match="Overloaded"):  # noqa: SIM117
+        with client.messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream:
+            stream.get_final_message()
     assert live.fake.sent_body() == b"".join(events)
-    row = live.wait_rows(len(live.rows))[-1]
+    row = live.row_after(n)
     assert row.error and "overloaded_error" in row.error and row.billed_usd is None
 
 
 @pytest.mark.slow
 def test_sdk_openai_chat_streaming_and_not(live: Live) -> None:
+    n = len(live.rows)
     tools: Any = [{"type": "function", "function": {"name": "run_shell", "parameters": {"type": "object"}}}]
     messages: Any = json.loads(chat_body())["messages"]
     with live.openai() as client:
@@ -503,7 +507,7 @@ def test_sdk_openai_chat_streaming_and_not(live: Live) -> None:
         assert '"cmd": "ls -la"' in args
         sent = live.fake.last.json()
         assert sent["stream_options"] == {"include_usage": True}
-        row = live.wait_rows(len(live.rows))[-1]
+        row = live.row_after(n)
         assert row.usage_output_tokens == 61
         # a client that asks for usage gets every byte as sent
         with client.chat.completions.with_streaming_response.create(
@@ -519,12 +523,13 @@ def test_sdk_openai_chat_streaming_and_not(live: Live) -> None:
 
 @pytest.mark.slow
 def test_sdk_openai_responses_stream(live: Live) -> None:
+    n = len(live.rows)
     with live.openai() as client:
         with client.responses.with_streaming_response.create(model="gpt-5-codex", input="ls", stream=True) as resp:
             assert b"".join(resp.iter_bytes()) == live.fake.sent_body() == b"".join(responses_stream())
         events = list(client.responses.create(model="gpt-5-codex", input="ls", stream=True))
     assert events[-1].type == "response.completed"
-    assert live.wait_rows(len(live.rows))[-1].usage_cache_read_tokens == 8064
+    assert live.row_after(n + 1).usage_cache_read_tokens == 8064
 
 
 @pytest.mark.slow
@@ -553,13 +558,13 @@ def test_sdk_unreachable_upstream_is_a_502_the_sdk_parses(tmp_path: Path) -> Non
     settings = Settings(data_dir=tmp_path, ledger_store="memory", decision_store="memory",
                         anthropic_upstream=dead, openai_upstream=dead + "/v1")
     with serve(create_app(settings)) as url:
-        with anthropic.Anthropic(base_url=url, api_key="k", max_retries=0) as client:
-            with pytest.raises(anthropic.APIStatusError) as e:
-                client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
+        with anthropic.Anthropic(base_url=url, api_key="k", max_retries=0) as client, \
+                pytest.raises(anthropic.APIStatusError) as e:
+            client.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES)
         assert e.value.status_code == 502 and e.value.body["error"]["type"] == "api_error"  # type: ignore[index]
-        with openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0) as oc:
-            with pytest.raises(openai.APIStatusError) as e3:
-                oc.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
+        with openai.OpenAI(base_url=url + "/v1", api_key="k", max_retries=0) as oc, \
+                pytest.raises(openai.APIStatusError) as e3:
+            oc.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
         assert e3.value.status_code == 502 and e3.value.code == "upstream_unreachable"
 
 

@@ -295,11 +295,16 @@ async def _forward(
     headers = _without_own_token(forward_headers(request.headers.raw, keep_length=keep_length), call.state)
     call.overhead_ms = (time.perf_counter() - started) * 1000
     try:
-        resp = await upstream.send(request.method, url, headers, body)
+        # the body is read: from here on the client's receive() only says that it left
+        receive = request.receive if isinstance(body, bytes) else None
+        resp = await upstream.send(request.method, url, headers, body, receive=receive)
     except UpstreamError as exc:
         call.finish(None, f"upstream unreachable: {exc}")
         code = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
         return provider_error(provider, 502, f"ctxgate: {exc}", code)
+    if resp is None:  # the client left before the upstream answered; nobody reads this
+        call.finish(None, "client_disconnected before the upstream answered")
+        return Response(status_code=499)
     ctype = resp.headers.get("content-type", "")
     encoding = resp.headers.get("content-encoding", "")
     streaming = "text/event-stream" in ctype

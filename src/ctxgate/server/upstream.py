@@ -127,11 +127,40 @@ class Upstream:
         url: str,
         headers: RawHeaders,
         content: bytes | AsyncIterator[bytes],
-    ) -> httpx.Response:
-        """Send one request; the response is open for streaming (close it with ``aclose``)."""
+        *,
+        receive: Receive | None = None,
+    ) -> httpx.Response | None:
+        """Send one request; the response is open for streaming (close it with ``aclose``).
+
+        With ``receive`` (the client's, its body already read), waiting for the upstream's
+        headers is abandoned as soon as the client disconnects: the result is then None.
+        """
         request = self.client.build_request(method, url, headers=headers, content=content)
-        with map_errors():
-            return await self.client.send(request, stream=True)
+        if receive is None:
+            with map_errors():
+                return await self.client.send(request, stream=True)
+        got: list[httpx.Response] = []
+        failed: list[BaseException] = []
+        async with anyio.create_task_group() as tg:
+
+            async def do() -> None:
+                try:
+                    with map_errors():
+                        got.append(await self.client.send(request, stream=True))
+                except UpstreamError as exc:
+                    failed.append(exc)
+                tg.cancel_scope.cancel()
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(do)
+            tg.start_soon(watch)
+        if failed:
+            raise failed[0]
+        return got[0] if got else None
 
     async def aclose(self) -> None:
         await self.client.aclose()
