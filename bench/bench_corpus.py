@@ -273,7 +273,7 @@ def table(ours: dict[str, Any], theirs: dict[str, Any] | None, types: list[str])
             target = f"<= {tr:.2f} / >= {tq:.2f}"
         needle = "-"
         if t == "trajectories":
-            needle = f"{_pct(_get(row, 'needle_recall'))} / {_pct(_get(row, 'needle_recall_novel'))}"
+            needle = f"{_pct(_get(row, 'needle_recall_all'))} / {_pct(_get(row, 'needle_recall_novel'))}"
         cells = [
             t,
             str(_get(row, "samples", "n") or "-"),
@@ -287,10 +287,8 @@ def table(ours: dict[str, Any], theirs: dict[str, Any] | None, types: list[str])
         if theirs is not None:
             hr = theirs.get(t) or {}
             hratio = _get(hr, "ratio_o200k", "ratio")
-            cells.append(
-                f"{'-' if hratio is None else f'{hratio:.3f}'} / "
-                f"{_pct(_get(hr, 'qa_recall_loose', 'qa_loose', 'needle_recall'))}"
-            )
+            recall = _get(hr, "needle_recall_all") if t == "trajectories" else _get(hr, "qa_recall_loose")
+            cells.append(f"{'-' if hratio is None else f'{hratio:.3f}'} / {_pct(recall)}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ctxgate.engine import Context, Result, compress, registry
+from ctxgate.engine import Context, Original, Result, compress, registry
 
 
 class Upper:
@@ -16,7 +16,8 @@ class Upper:
 
 
 def test_detect_picks_highest_score() -> None:
-    assert registry.detect("Uabc", Context(), (Upper(),)).name == "upper"
+    found = registry.detect("Uabc", Context(), (Upper(),))
+    assert found is not None and found.name == "upper"
     assert registry.detect("abc", Context(), (Upper(),)) is None
 
 
@@ -37,3 +38,65 @@ def test_fail_open_and_never_grow(monkeypatch) -> None:
 def test_below_min_tokens() -> None:
     out = compress("short", Context(min_tokens=10))
     assert out.text == "short" and out.skipped == ("below min_tokens",)
+
+
+class Lossy:
+    name = "lossy"
+
+    def score(self, text: str, ctx: Context) -> float:
+        return 0.5
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        return Result("short", ("lossy:drop",), (Original("k", text),))
+
+
+class Broken:
+    name = "broken"
+
+    def score(self, text: str, ctx: Context) -> float:
+        raise KeyError("bug in a scorer")
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        raise AssertionError("never called")
+
+
+class Crashing:
+    name = "crashing"
+    min_tokens = 5
+
+    def score(self, text: str, ctx: Context) -> float:
+        return 0.9
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        return Result(text[1_000_000], ("x",))  # IndexError: a bug, not a ValueError
+
+
+def test_lossy_result_refused_at_lossless(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "COMPRESSORS", (Lossy(),))
+    text = "word " * 100
+    assert registry.compress(text, Context()).text == "short"
+    out = registry.compress(text, Context(level="lossless"))
+    assert out.text == text and out.skipped == ("lossy: lossy result refused at level lossless",)
+
+
+def test_any_error_fails_open(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "COMPRESSORS", (Broken(), Crashing()))
+    text = "word " * 100
+    out = registry.compress(text, Context())
+    assert out.text == text and out.content_type == "crashing"
+    assert out.skipped[0].startswith("crashing: IndexError")
+
+
+def test_per_type_minimum(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "COMPRESSORS", (Lossy(),))
+    text = "word " * 100
+    out = registry.compress(text, Context(min_tokens_by_type=(("lossy", 1000),)))
+    assert out.text == text and out.skipped == ("lossy: below min_tokens (1000)",)
+    assert Context(min_tokens=50, min_tokens_by_type=(("lossy", 10),)).min_tokens_for("lossy") == 50
+    assert Context().min_tokens_for("other", 7) == 7
+
+
+def test_compress_part_excludes_the_caller(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "COMPRESSORS", (Lossy(),))
+    text = "word " * 100
+    assert registry.compress_part(text, Context(), exclude=frozenset({"lossy"})).skipped == ("no compressor",)

@@ -5,7 +5,8 @@ that lost a line, a blank or a comment would make the next edit fail. The dispat
 sees ``verbatim = True`` and returns such content byte for byte.
 
 Recognised: the output of file-read tools (by tool name), line-numbered file views
-(Claude Code's ``   12→``, SWE-agent's ``[File: ...]`` header with ``12:`` lines), and
+(Claude Code's ``   12→``, ``nl``/``cat -n``'s ``    12<TAB>``, SWE-agent's ``[File: ...]``
+header with ``12:`` lines), and
 text whose lines mostly look like code (keywords at line start, statements ending in
 ``;``, ``{`` or ``:``, consistent indentation).
 """
@@ -56,13 +57,13 @@ class CodeCompressor:
         if _SWE_VIEW.match(lines[0]):
             return 0.9
         numbered = sum(1 for ln in lines if _NUMBERED.match(ln))
-        if numbered >= 0.9 * len([ln for ln in lines if ln]) and "→" in text[:2000]:
+        if numbered >= 0.9 * len([ln for ln in lines if ln]) and ("→" in text[:2000] or "\t" in text[:2000]):
             return 0.9
         share = _code_share(lines)
         if share < 0.55:
             return -1.0
         indented = sum(1 for ln in lines if ln.startswith(("    ", "\t")))
-        return min(0.8, 0.35 + share * 0.4 + (0.05 if indented > len(lines) / 4 else 0.0))
+        return min(0.6, 0.3 + share * 0.3 + (0.05 if indented > len(lines) / 4 else 0.0))
 
     def compress(self, text: str, ctx: Context) -> Result:
         return Result(text, (), (), ("code: source is left untouched",))

@@ -365,7 +365,7 @@ class JsonCompressor:
                 transforms.append("json:long-strings")
                 transforms.extend(red.transforms)
                 originals.extend(red.originals)
-            if transforms:
+            if red.items_dropped or red.links:
                 originals.insert(0, Original(red.key, text))
         encoder = _Encoder(tables)
         if kind == "ndjson":

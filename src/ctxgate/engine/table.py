@@ -4,7 +4,7 @@ Lossless: trailing whitespace is removed and, in space-aligned tables, each run 
 padding (two or more spaces) becomes one tab, so every row keeps every cell in order
 (``line.split()`` is unchanged).
 
-Lossy (level ``balanced``): long tables keep the header, the first and last rows, rows
+Lossy (level ``balanced``): tables of more than 40 rows (not directory listings) keep the header, the first and last rows, rows
 with error words or bad states (``CrashLoopBackOff``, ``Error``, restarts), rows
 matching the request, rows with rare values or extreme numbers, and an even sample;
 each gap becomes one omission marker line in place.
@@ -22,8 +22,13 @@ from ctxgate.engine._api import Context, Original, Result, omission_marker, retr
 _PAD = re.compile(r" {2,}")
 _LS_LINE = re.compile(r"^[-dlcbpsD][rwxsStT-]{9}[.+@]?\s+\d+\s")
 _HEADER_WORD = re.compile(r"^[A-Z%][A-Z0-9%_()/.\- ]*$")
+#: a header cell: a short name with a letter in it (rejects numbered source lines, code, prose)
+_HEADER_CELL = re.compile(r"^(?=[^a-zA-Z]*[a-zA-Z])[\w .%#/()\[\]:-]{1,40}$")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
 _MAX_LINES = 20000
+#: tables up to this many rows are kept whole; directory listings (``ls -l``) always are,
+#: since every entry is a name the reader may need
+_MIN_SAMPLED_ROWS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,10 @@ def _delimited(lines: list[str], delim: str) -> _Shape | None:
     except csv.Error:
         return None
     width = len(rows[0])
-    if width < 2:
+    if width < 2 or not all(_HEADER_CELL.match(c.strip()) for c in rows[0]):
         return None
+    if sum(1 for ln in lines[:200] if ln[:1].isspace()) > 0.1 * len(rows):
+        return None  # indented lines: code or prose, not records
     same = sum(1 for r in rows if len(r) == width)
     if same < 0.9 * len(rows):
         return None
@@ -128,7 +135,7 @@ class TableCompressor:
         originals: tuple[Original, ...] = ()
         start = s.header + 1
         rows = lines[start:]
-        if ctx.level == "balanced" and len(rows) > _select.KEEP_ALL:
+        if ctx.level == "balanced" and s.kind != "ls" and len(rows) > _MIN_SAMPLED_ROWS:
             key = retrieval_key(text)
             source = text.rstrip("\n").split("\n")[start:]
             records = [_record(ln, s) for ln in source]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import yaml
+
+from ctxgate.engine import Context
+from ctxgate.engine.config import ConfigCompressor, kind
+
+C = ConfigCompressor()
+
+
+def pods_yaml(n: int) -> str:
+    items = [
+        {
+            "metadata": {"name": f"web-{i}", "namespace": "prod"},
+            "status": {"phase": "Failed" if i == 40 else "Running", "restarts": 0},
+        }
+        for i in range(n)
+    ]
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}, sort_keys=False)
+
+
+def test_kind() -> None:
+    assert kind(pods_yaml(3)) == "yaml"
+    assert kind('[tool]\nname = "x"\nversion = "1"\n[deps]\na = "1"\n') == "toml"
+    assert kind("hello: world but this is\njust prose\nwith a colon") is None
+
+
+def test_lossless_strips_trailing_whitespace_only() -> None:
+    text = "a: 1   \nb:\n  - x  \n  - y\n"
+    out = C.compress(text, Context(level="lossless"))
+    assert out.text == "a: 1\nb:\n  - x\n  - y\n" and not out.originals
+
+
+def test_balanced_samples_long_lists() -> None:
+    text = pods_yaml(120)
+    out = C.compress(text, Context())
+    assert "config:sample" in out.transforms
+    assert "web-0" in out.text and "web-119" in out.text and "Failed" in out.text
+    assert "of 120 items omitted" in out.text
+    assert out.originals[0].text == text
+    assert isinstance(yaml.safe_load(out.text), dict)
+
+
+def test_comments_block_rewriting() -> None:
+    text = "# Source: chart/templates/x.yaml\n" + pods_yaml(120)
+    out = C.compress(text, Context())
+    assert not out.originals and "config:sample: comments would be lost" in out.skipped

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctxgate import tokens
+from ctxgate.engine import Context, compress
+from ctxgate.engine.json import JsonCompressor, dedupe, parse
+from tests.engine.decoders import decode_json, decode_ndjson
+
+J = JsonCompressor()
+LOSSLESS = Context(level="lossless")
+BALANCED = Context(level="balanced")
+
+
+def users(n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "id": i,
+            "login": f"user{i}",
+            "type": "User",
+            "score": 10 + (i * 7) % 13,
+            "avatar_url": f"https://avatars.example.com/u/{i}?v=4",
+            "followers_url": f"https://api.example.com/users/user{i}/followers",
+            "html_url": f"https://example.com/user{i}",
+        }
+        for i in range(n)
+    ]
+
+
+def test_score_claims_json_and_ndjson_only() -> None:
+    assert J.score('{"a": [1, 2]}', BALANCED) >= 0.9
+    assert J.score('{"a": 1}\n{"a": 2}\n', BALANCED) >= 0.9
+    assert J.score("{not json}", BALANCED) < 0
+    assert J.score("hello", BALANCED) < 0
+    assert J.score('{"a": 1, "a": 2}', BALANCED) < 0  # duplicate keys cannot round-trip
+
+
+def test_parse_refuses_non_standard_numbers() -> None:
+    with pytest.raises(ValueError):
+        parse('{"a": NaN}')
+    with pytest.raises(ValueError):
+        parse('{"a": 1e999}')
+
+
+def test_minify_is_value_equal() -> None:
+    doc = {"a": [1, 2.5, None, True], "b": {"c": "ünï", "d": []}}
+    out = J.compress(json.dumps(doc, indent=4), LOSSLESS)
+    assert out.transforms[0] == "json:minify"
+    assert json.loads(out.text) == doc
+    assert not out.originals
+
+
+def test_table_is_lossless_and_keeps_types() -> None:
+    items = [{"id": i, "name": str(i), "ok": i % 2 == 0, "tags": ["x"] * (i % 3)} for i in range(30)]
+    items[3]["extra"] = {"k": 1}
+    del items[5]["ok"]
+    text = json.dumps({"items": items}, indent=2)
+    out = J.compress(text, LOSSLESS)
+    assert "json:table" in out.transforms
+    assert '"@columns":["id","name","ok","tags"]' in out.text
+    assert '["1","1"' not in out.text  # the string "1" stays a string, next to the number 1
+    assert decode_json(out.text) == {"items": items}
+
+
+def test_no_table_when_data_uses_the_table_keys() -> None:
+    items = [{"@columns": i, "b": i} for i in range(20)]
+    out = J.compress(json.dumps(items, indent=1), LOSSLESS)
+    assert "json:table" not in out.transforms and json.loads(out.text) == items
+    assert out.skipped == ("json:table: data has @columns/@rows keys",)
+
+
+def test_ndjson_lines_minified() -> None:
+    lines = [{"level": "info", "msg": f"request {i}", "ms": i} for i in range(5)]
+    text = "\n".join(json.dumps(x, indent=None, separators=(", ", ": ")) for x in lines) + "\n"
+    out = J.compress(text, LOSSLESS)
+    assert decode_ndjson(out.text) == lines
+
+
+def test_balanced_samples_long_arrays_visibly() -> None:
+    data = users(200)
+    data[117]["type"] = "Organization"  # the only one: an anomaly
+    data[150]["error"] = "rate limited"
+    out = J.compress(json.dumps(data), BALANCED)
+    assert "json:sample" in out.transforms
+    assert "of 200 items omitted" in out.text
+    key = out.originals[0].key
+    assert f"retrieve: {key}" in out.text
+    assert out.originals[0].text == json.dumps(data)
+    for must in ("user0", "user1", "user199", "Organization", "rate limited"):
+        assert must in out.text
+
+
+def test_request_terms_pick_items() -> None:
+    data = users(200)
+    out = J.compress(json.dumps(data), Context(query="what about user173?"))
+    assert '"user173"' in out.text
+    out = J.compress(json.dumps(data), Context(tool_args='{"command": "curl /users?q=user88"}'))
+    assert '"user88"' in out.text
+
+
+def test_link_fields_dropped_with_marker() -> None:
+    doc = {
+        "id": 1,
+        "html_url": "https://example.com/x",
+        "events_url": "https://api.example.com/x/events{/id}",
+    }
+    doc["body"] = "word " * 50
+    out = J.compress(json.dumps(doc), BALANCED)
+    assert "events_url" not in out.text.split("\n", 1)[1]
+    assert out.text.startswith("[... 1 of 4 fields omitted: link fields events_url; retrieve: ctx_")
+    assert "https://example.com/x" in out.text
+    kept = J.compress(json.dumps(doc), Context(query="show me the events_url"))
+    assert "api.example.com/x/events" in kept.text
+
+
+def test_dedupe_refers_to_first_copy() -> None:
+    repo = {"id": 7, "name": "octo/repo", "description": "a repository with a long enough description"}
+    value, n = dedupe(
+        {"a": [{"n": 1, "repo": repo}, {"n": 2, "repo": dict(repo)}], "b": [{"n": 1, "repo": repo}]}
+    )
+    assert n == 2
+    assert value["a"][1]["repo"] == "[same as $.a[0].repo]"
+    assert value["b"] == ["[same as $.a[0]]"]
+
+
+def test_embedded_pretty_json_string_is_minified() -> None:
+    inner = json.dumps([{"name": "eth0", "ips": ["10.0.0.1"], "default": True}], indent=4)
+    doc = {"annotations": {"network-status": inner}, "pad": "x" * 300}
+    out = J.compress(json.dumps(doc), BALANCED)
+    assert "json:inner-minify" in out.transforms
+    assert json.loads(json.loads(out.text)["annotations"]["network-status"]) == json.loads(inner)
+
+
+def test_lossless_level_through_dispatcher_never_drops() -> None:
+    data = users(200)
+    out = compress(json.dumps(data, indent=2), LOSSLESS)
+    assert out.changed and not out.originals
+    assert decode_json(out.text) == data
+
+
+def test_dispatcher_counts_tokens() -> None:
+    text = json.dumps(users(50), indent=2)
+    out = compress(text, BALANCED)
+    assert out.content_type == "json"
+    assert out.tokens_before == tokens.count(text).tokens
+    assert out.tokens_after == tokens.count(out.text).tokens < out.tokens_before

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import json
+
+from ctxgate.engine import Context, compress
+from ctxgate.engine.sections import SectionsCompressor, split
+
+BODY = json.dumps({"items": [{"id": i, "name": f"item {i}", "state": "open"} for i in range(40)]}, indent=2)
+HTTP = "HTTP/1.1 200 OK\nContent-Type: application/json\nX-Request-Id: abc\n\n" + BODY + "\n"
+
+
+def test_split_finds_embedded_json_and_fences() -> None:
+    parts = split(HTTP)
+    assert [p.kind for p in parts] == ["text", "json", "text"]
+    assert "".join(HTTP[p.start : p.end] for p in parts) == HTTP
+    md = "Intro text.\n\n```python\nprint(1)\n```\n\nOutro.\n"
+    kinds = [p.kind for p in split(md)]
+    assert kinds == ["text", "fenced", "text"]
+
+
+def test_score() -> None:
+    s = SectionsCompressor()
+    assert s.score(HTTP, Context()) == 0.65
+    assert s.score("no structure here at all", Context()) < 0
+    assert s.score(BODY, Context()) < 0  # pure JSON is the JSON compressor's
+
+
+def test_each_section_compressed_and_headers_kept() -> None:
+    out = compress(HTTP, Context(level="lossless"))
+    assert out.content_type == "sections" and out.changed
+    assert out.text.startswith("HTTP/1.1 200 OK\nContent-Type: application/json\nX-Request-Id: abc\n\n")
+    assert "json:minify" in out.transforms and not out.originals
+
+
+def test_fenced_source_stays() -> None:
+    code = "\n".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(40))
+    text = f"Here is the file:\n\n```python\n{code}```\n\nand the data:\n\n{BODY}\n"
+    out = compress(text, Context())
+    assert code in out.text

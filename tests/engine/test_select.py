@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from ctxgate.engine import Context
+from ctxgate.engine._select import budget, flatten, is_error, request_terms, select
+
+
+def test_budget() -> None:
+    assert budget(5) == 5 and budget(12) == 12
+    assert 12 < budget(100) < 30
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": {"c": 1, "d": [1]}}, "e": "x"}) == {"a.b.c": 1, "e": "x"}
+
+
+def test_is_error() -> None:
+    assert is_error({"msg": "connection refused"})
+    assert is_error({"status": "Failed"})
+    assert is_error({"exit_code": 2})
+    assert is_error({"error": "x"})
+    assert not is_error({"error": None, "status": "ok", "exit_code": 0})
+
+
+def test_request_terms() -> None:
+    terms = request_terms(
+        Context(query="Why does pod web-7 crash?", tool_args='{"command": "kubectl get pods"}')
+    )
+    assert "web-7" in terms and "crash" in terms and "kubectl" in terms and "the" not in terms
+
+
+def test_select_keeps_the_right_items() -> None:
+    recs = [{"id": i, "kind": "a" if i != 50 else "b", "msg": "ok"} for i in range(100)]
+    recs[70]["msg"] = "fatal: disk full"
+    texts = [str(r) for r in recs]
+    sel = select(recs, texts, Context())
+    assert {0, 1, 99, 50, 70} <= set(sel.kept)
+    assert len(sel.kept) < 40
+    assert sel.gaps(100)[0][0] == 2
+    assert sel.summary == "all kind=a, msg=ok"
+
+
+def test_select_is_deterministic_and_short_lists_are_kept() -> None:
+    recs = [{"v": i} for i in range(10)]
+    assert select(recs, [""] * 10, Context()).kept == tuple(range(10))
+    big = [{"v": i % 7} for i in range(500)]
+    a = select(big, [str(r) for r in big], Context())
+    assert a == select(big, [str(r) for r in big], Context())

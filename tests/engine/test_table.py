@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from ctxgate.engine import Context
+from ctxgate.engine.table import TableCompressor, shape
+from tests.engine.decoders import table_cells
+
+T = TableCompressor()
+
+
+def kubectl(n: int) -> str:
+    rows = ["NAME                      READY   STATUS             RESTARTS   AGE"]
+    for i in range(n):
+        status, restarts = ("CrashLoopBackOff", 14) if i == 77 else ("Running", 0)
+        rows.append(f"web-{i:04d}-7d9f8c6b5-x2k   1/1     {status:<18} {restarts:<10} 5d")
+    return "\n".join(rows) + "\n"
+
+
+def test_shapes() -> None:
+    assert shape(kubectl(5)).kind == "aligned"  # type: ignore[union-attr]
+    assert shape("a,b,c\n1,2,3\n4,5,6\n7,8,9").kind == "csv"  # type: ignore[union-attr]
+    assert shape("a\tb\n1\t2\n3\t4").kind == "tsv"  # type: ignore[union-attr]
+    ls = "total 8\n-rw-r--r--  1 root root  10 Sep 10 09:22 a\ndrwxr-xr-x  2 root root 4096 Sep 10 09:22 b\n"
+    assert shape(ls).kind == "ls"  # type: ignore[union-attr]
+    numbered_source = "\n".join(f"{i:6d}\tx = f({i}, y)" for i in range(1, 30))
+    assert shape(numbered_source) is None
+    code = "\n".join(["def f(a, b):", "    return g(a, b)", "    x = h(1, 2)"] * 5)
+    assert shape(code) is None
+
+
+def test_lossless_unpad_keeps_every_cell() -> None:
+    text = kubectl(20)
+    out = T.compress(text, Context(level="lossless"))
+    assert out.transforms == ("table:unpad",)
+    assert table_cells(out.text) == table_cells(text)
+    assert len(out.text) < len(text)
+
+
+def test_balanced_keeps_bad_rows_and_marks_gaps() -> None:
+    text = kubectl(300)
+    out = T.compress(text, Context())
+    assert "table:sample" in out.transforms
+    assert "CrashLoopBackOff" in out.text and "web-0000" in out.text and "web-0299" in out.text
+    assert "of 300 rows omitted" in out.text and out.originals[0].text == text
+    assert out.text.split("\n")[0].startswith("NAME\tREADY")
+
+
+def test_directory_listings_are_never_sampled() -> None:
+    rows = [f"-rw-r--r--  1 root root  {i:5d} Sep 10 09:22 file{i}.py" for i in range(200)]
+    text = "total 800\n" + "\n".join(rows)
+    out = T.compress(text, Context())
+    assert all(f"file{i}.py" in out.text for i in range(200)) and not out.originals
