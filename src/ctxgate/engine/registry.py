@@ -28,6 +28,7 @@ from ctxgate.engine import wrappers
 from ctxgate.engine._api import Compressor, Context, Original
 from ctxgate.engine.code import CodeCompressor
 from ctxgate.engine.config import ConfigCompressor
+from ctxgate.engine.diff import DiffCompressor
 from ctxgate.engine.grep import GrepCompressor
 from ctxgate.engine.json import JsonCompressor
 from ctxgate.engine.logs import LogCompressor
@@ -40,6 +41,7 @@ COMPRESSORS: tuple[Compressor, ...] = (
     TableCompressor(),
     ConfigCompressor(),
     CodeCompressor(),
+    DiffCompressor(),
     GrepCompressor(),
     LogCompressor(),
     SectionsCompressor(),

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+from ctxgate.engine._api import Context, retrieval_key
+from ctxgate.engine.diff import DiffCompressor
+
+DIFF = DiffCompressor()
+BAL = Context(tool_name="Bash", level="balanced")
+HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def _numbered(text: str) -> list[tuple[str, str, int, int]]:
+    """(file, body line, old number, new number) for every hunk body line."""
+    out = []
+    path = ""
+    old = new = 0
+    in_hunk = False
+    for line in text.split("\n"):
+        if line.startswith("diff --git "):
+            path = line.split(" b/")[-1]
+            in_hunk = False
+            continue
+        m = HUNK.match(line)
+        if m:
+            old, new = int(m.group(1)), int(m.group(3))
+            if m.group(2) == "0":
+                old += 1
+            if m.group(4) == "0":
+                new += 1
+            in_hunk = True
+            continue
+        if not in_hunk or line[:1] not in (" ", "+", "-"):
+            in_hunk = in_hunk and line.startswith("\\")
+            continue
+        out.append((path, line, old, new))
+        if line[:1] != "+":
+            old += 1
+        if line[:1] != "-":
+            new += 1
+    return out
+
+
+def _sample() -> str:
+    body_old = [f"    value_{i} = compute_something(argument_{i})  # line {i}" for i in range(1, 41)]
+    hunk = ["@@ -8,19 +8,19 @@ def compute(x):"]
+    for i in range(8, 27):
+        if i in (11, 22):
+            hunk += [f"-{body_old[i - 1]}", f"+{body_old[i - 1]} changed"]
+        else:
+            hunk.append(f" {body_old[i - 1]}")
+    return "\n".join(
+        [
+            "commit 0123456789abcdef0123456789abcdef01234567",
+            "Author: A Dev <dev@example.com>",
+            "Date:   Mon Jan 1 00:00:00 2024 +0000",
+            "",
+            "    Fix compute",
+            "---",
+            " src/calc.py | 4 ++--",
+            " 1 file changed, 2 insertions(+), 2 deletions(-)",
+            "",
+            "diff --git a/src/calc.py b/src/calc.py",
+            "index 1111111..2222222 100644",
+            "--- a/src/calc.py",
+            "+++ b/src/calc.py",
+            *hunk,
+            "",
+        ]
+    )
+
+
+def test_score() -> None:
+    assert DIFF.score(_sample(), BAL) >= 0.9
+    assert DIFF.score("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n", BAL) >= 0.9
+    assert DIFF.score("some text\n- a bullet\n+ a plus\n", BAL) < 0
+
+
+def test_changes_and_headings_kept_numbers_true() -> None:
+    text = _sample()
+    r = DIFF.compress(text, BAL)
+    before = _numbered(text)
+    after = _numbered(r.text)
+    assert set(after) <= set(before)  # every kept line keeps its true line numbers
+    changes = [t for t in before if t[1][:1] in "+-"]
+    assert all(c in after for c in changes)
+    assert "@@ -11,1 +11,1 @@ def compute(x):" in r.text
+    assert " src/calc.py | 4\n" in r.text and "1 file changed, 2 insertions(+), 2 deletions(-)" in r.text
+    assert "Fix compute" in r.text and "diff --git a/src/calc.py b/src/calc.py" in r.text
+    key = retrieval_key(text)
+    assert (
+        f"[... 17 of 17 context lines omitted: unchanged, @@ renumbered; also index and ---/+++ lines (same path); retrieve: {key}]"
+        in r.text
+    )
+    assert r.originals[0].text == text
+
+
+def test_lossless_level_is_identity() -> None:
+    r = DIFF.compress(_sample(), Context(level="lossless"))
+    assert r.text == _sample() and not r.originals
+
+
+def test_small_hunks_left_alone() -> None:
+    text = "diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1,3 +1,3 @@\n x\n-y\n+z\n w"
+    assert DIFF.compress(text, BAL).text == text
+
+
+def test_minus_lines_that_look_like_headers_stay_in_hunk() -> None:
+    text = "\n".join(
+        ["diff --git a/n.md b/n.md", "--- a/n.md", "+++ b/n.md", "@@ -1,2 +1,2 @@", "--- a/old", "+++ b/new"]
+    )
+    assert _numbered(DIFF.compress(text, BAL).text) == _numbered(text)
+
+
+def _score_module(corpus: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_corpus_question_recall_and_line_numbers(corpus: Path) -> None:
+    score = _score_module(corpus)
+    folder = corpus / "outputs" / "diff"
+    outputs = {}
+    for f in folder.iterdir():
+        if f.suffix == ".jsonl":
+            continue
+        text = f.read_text()
+        out = DIFF.compress(text, BAL).text
+        before, after = _numbered(text), _numbered(out)
+        assert set(after) <= set(before) and {t for t in before if t[1][:1] in "+-"} <= set(after), f.name
+        outputs[f.name] = score.norm_loose(out)
+    credit = []
+    for line in (folder / "questions.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        answers = [score.norm_loose(a) for a in q["answers"]]
+        found = [a for a in answers if a and a in outputs[q["file"]]]
+        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
+    assert sum(credit) / len(credit) >= 0.98
