@@ -3,7 +3,11 @@ SQLite file, the PostgreSQL ledger and model_pricing (slow: real processes)."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import sqlite3
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.conftest import ROOT
 from tests.server.live import LiveServer, metric
 from tests.store.pgdb import fresh_database
 
@@ -94,3 +99,17 @@ def test_postgres_ledger_and_model_pricing(tmp_path: Path) -> None:
             stored = {r[0] for r in conn.execute("SELECT id FROM ctxgate_ledger")}
             users = {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM ctxgate_ledger")}
         assert stored == {r["request_id"] for r in results} and users == {"carol"}
+
+
+def test_readme_curl_example_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    curl = next(b for b in blocks if "/v1/compress" in b)
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    with LiveServer(tmp_path) as srv:
+        out = subprocess.run(["bash", "-c", curl.replace("http://127.0.0.1:8787", srv.url)],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        recent = httpx.get(srv.url + "/stats").json()["recent_requests"]
+    j = json.loads(out)
+    assert j["messages"] == [{"role": "user", "content": "hi"}] and j["tokens_before"] > 0
+    assert recent[-1]["tags"] == {"user-id": "alice"} and recent[-1]["model"] == "gpt-4o"
