@@ -1,11 +1,12 @@
 """Writes ledger rows off the response path, in batches, from a bounded queue.
 
-``record(row)`` never blocks and never raises: it updates the metrics at once and
-queues the row; a background task writes queued rows every ``interval_s`` (or as soon
-as a batch is full). ``flush()`` writes whatever is queued now, so a read right after a
-call sees it. When the queue is full the row is dropped and counted
-(``ctxgate_ledger_dropped_rows_total{reason="queue_full"}``); a failed write keeps the rows
-queued for the next try as long as there is room. Old rows are pruned once an hour.
+``record(row)`` never blocks and never raises: it updates the metrics at once, queues
+the row and wakes a background task that writes everything queued, in batches of up to
+``batch_size`` rows (rows that arrive while a write runs go in the next batch).
+``flush()`` writes whatever is queued now, so a read right after a call sees it. When
+the queue is full the row is dropped and counted
+(``ctxgate_ledger_dropped_rows_total{reason="queue_full"}``); a failed write keeps the
+rows queued for the next try as long as there is room. Old rows are pruned once an hour.
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ class LedgerRecorder:
             metrics.LEDGER_DROPPED.labels("queue_full").inc()
             return
         self._queue.append(row)
-        if len(self._queue) >= self.batch_size:
-            self._wake.set()
+        # wake the writer now: at low load a row reaches the ledger within milliseconds (other
+        # workers' reads see it); under load rows pile up while a write runs and go in one batch
+        self._wake.set()
 
     async def flush(self) -> None:
         """Write every row queued so far (raises ``StoreError`` if the ledger is down)."""
