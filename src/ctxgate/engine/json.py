@@ -154,12 +154,30 @@ def parse(text: str) -> tuple[str, Any]:
         return "ndjson", values
 
 
+_STRING: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+
+
 def _dump(value: Any) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, with a fast path for scalars (the hot loop)."""
+    if isinstance(value, str):
+        return str(_STRING(value))
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
     return json.dumps(value, ensure_ascii=False)
 
 
 def _text(value: Any) -> str:
     """Text of any parsed value, for matching only (YAML may hold dates)."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return _dump(value)
     return json.dumps(value, ensure_ascii=False, default=str)
 
 

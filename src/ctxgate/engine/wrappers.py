@@ -15,12 +15,15 @@ shows. Both keep every line the reader could see.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
-#: (name, pattern with groups ``pre``, ``body``, ``post``); the first full match wins
-_FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
+#: (name, cheap precondition on (head, tail), pattern with groups ``pre``, ``body``, ``post``);
+#: the first full match wins. The preconditions keep the regexes off texts they cannot match.
+_FORMS: tuple[tuple[str, Callable[[str, str], bool], re.Pattern[str]], ...] = (
     (
         "mini-swe-agent",
+        lambda head, tail: head.startswith("<returncode>"),
         re.compile(
             r"(?P<pre>\A\s*<returncode>-?\d+</returncode>\s*<output>\n?)(?P<body>.*?)"
             r"(?P<post></output>\s*\Z)",
@@ -29,20 +32,24 @@ _FORMS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     (
         "output-tag",
+        lambda head, tail: head.startswith(("<output>", "<stdout>")),
         re.compile(
             r"(?P<pre>\A\s*<(?:output|stdout)>\n?)(?P<body>.*?)(?P<post></(?:output|stdout)>\s*\Z)", re.S
         ),
     ),
     (
         "swe-agent",
+        lambda head, tail: "PROCESS-DONE///" in tail,
         re.compile(r"(?P<pre>\A)(?P<body>.*?)(?P<post>\n?///PROCESS-DONE:-?\d+:PROCESS-DONE///\s*\Z)", re.S),
     ),
     (
         "exit-code",
+        lambda head, tail: head.startswith("Exit code "),
         re.compile(r"(?P<pre>\AExit code -?\d+\n)(?P<body>.*)(?P<post>)\Z", re.S),
     ),
     (
         "openhands",
+        lambda head, tail: "[Command finished" in tail or "[Python Interpreter" in tail,
         re.compile(
             r"(?P<pre>\A)(?P<body>.*?)(?P<post>\n\[(?:Command finished with exit code -?\d+|"
             r"Python Interpreter: [^\]\n]*)\]\s*\Z)",
@@ -73,8 +80,9 @@ def unwrap(text: str) -> Wrapped:
     """Split off the outermost known agent envelope (envelopes nest, so repeat on the body)."""
     prefix, body, suffix, forms = "", text, "", []
     for _ in range(3):
-        for name, pattern in _FORMS:
-            m = pattern.fullmatch(body)
+        head, tail = body[:40].lstrip(), body[-120:]
+        for name, quick, pattern in _FORMS:
+            m = pattern.fullmatch(body) if quick(head, tail) else None
             if m and m.group("body").strip():
                 prefix += m.group("pre")
                 suffix = m.group("post") + suffix

@@ -1,0 +1,107 @@
+"""Per-call cost of ``engine.compress`` on ~10K-token tool outputs, one core.
+
+For each corpus type, outputs are concatenated (or cut) to about 10,000 o200k tokens
+at a line boundary; JSON types use the corpus file nearest to 10K tokens, plus a
+generated array of 200 objects (about 10K tokens pretty-printed). Each input is compressed ``--repeat`` times at level ``balanced`` with the token
+count cache emptied before every call (in production every block is new), and p50 /
+p99 / max in milliseconds are printed per type. Targets (issue 4): p50 < 5 ms,
+p99 < 50 ms. Reported, never asserted in tests.
+
+    .venv/bin/python bench/bench_engine_latency.py [--corpus ../shared/corpus] [--repeat 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from ctxgate import engine, tokens  # noqa: E402
+
+TARGET_TOKENS = 10_000
+TOOLS = {"html": "WebFetch", "prose": "WebFetch", "source": "Read"}
+
+
+def _cut(texts: list[str]) -> str:
+    """Lines of ``texts`` up to about TARGET_TOKENS tokens."""
+    out: list[str] = []
+    n = 0
+    for text in texts:
+        for line in text.split("\n"):
+            n += tokens.count(line + "\n").tokens
+            out.append(line)
+            if n >= TARGET_TOKENS:
+                return "\n".join(out)
+    return "\n".join(out)
+
+
+def samples(corpus: Path) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for d in sorted(p for p in (corpus / "outputs").iterdir() if p.is_dir()):
+        files = sorted(f for f in d.iterdir() if f.name not in ("samples.jsonl", "questions.jsonl"))
+        if d.name in ("json_api", "k8s_json"):
+            texts = {f: f.read_text(encoding="utf-8") for f in files}
+            nearest = min(texts, key=lambda f: abs(tokens.count(texts[f]).tokens - TARGET_TOKENS))
+            out[d.name] = (texts[nearest], "Bash")
+        else:
+            texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+            out[d.name] = (_cut(texts), TOOLS.get(d.name, "Bash"))
+    items = [
+        {
+            "id": i,
+            "name": f"item-{i}",
+            "state": ("open", "closed")[i % 2],
+            "score": (i * 37) % 101,
+            "tags": ["a", "b"],
+        }
+        for i in range(200)
+    ]
+    out["json_generated"] = (json.dumps(items, indent=2), "Bash")
+    return out
+
+
+def measure(text: str, tool: str, repeat: int) -> list[float]:
+    ctx = engine.Context(tool_name=tool, level="balanced", model="gpt-4o")
+    took = []
+    for _ in range(repeat):
+        tokens._CACHE._data.clear()  # every block is new in production: no cached counts
+        t0 = time.perf_counter()
+        engine.compress(text, ctx)
+        took.append((time.perf_counter() - t0) * 1000)
+    return took
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        default=Path(os.environ.get("CTXGATE_CORPUS", ROOT.parent / "shared" / "corpus")),
+    )
+    p.add_argument("--repeat", type=int, default=50)
+    args = p.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    engine.compress("warm up " * 100, engine.Context())
+    print("| type | tokens in | tokens out | compressor | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (text, tool) in samples(args.corpus).items():
+        out = engine.compress(text, engine.Context(tool_name=tool, model="gpt-4o"))
+        took = sorted(measure(text, tool, args.repeat))
+        p99 = took[min(len(took) - 1, round(0.99 * (len(took) - 1)))]
+        print(
+            f"| {name} | {out.tokens_before} | {out.tokens_after} | {out.content_type} | "
+            f"{statistics.median(took):.2f} | {p99:.2f} | {took[-1]:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
