@@ -47,9 +47,9 @@ def samples(corpus: Path) -> dict[str, tuple[str, str]]:
     for d in sorted(p for p in (corpus / "outputs").iterdir() if p.is_dir()):
         files = sorted(f for f in d.iterdir() if f.name not in ("samples.jsonl", "questions.jsonl"))
         if d.name in ("json_api", "k8s_json"):
-            texts = {f: f.read_text(encoding="utf-8") for f in files}
-            nearest = min(texts, key=lambda f: abs(tokens.count(texts[f]).tokens - TARGET_TOKENS))
-            out[d.name] = (texts[nearest], "Bash")
+            docs = {f: f.read_text(encoding="utf-8") for f in files}
+            nearest = min(docs, key=lambda f: abs(tokens.count(docs[f]).tokens - TARGET_TOKENS))
+            out[d.name] = (docs[nearest], "Bash")
         else:
             texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
             out[d.name] = (_cut(texts), TOOLS.get(d.name, "Bash"))
