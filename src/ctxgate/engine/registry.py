@@ -30,6 +30,7 @@ from ctxgate.engine.code import CodeCompressor
 from ctxgate.engine.config import ConfigCompressor
 from ctxgate.engine.diff import DiffCompressor
 from ctxgate.engine.grep import GrepCompressor
+from ctxgate.engine.html import HtmlCompressor
 from ctxgate.engine.json import JsonCompressor
 from ctxgate.engine.logs import LogCompressor
 from ctxgate.engine.sections import SectionsCompressor
@@ -43,6 +44,7 @@ COMPRESSORS: tuple[Compressor, ...] = (
     CodeCompressor(),
     DiffCompressor(),
     GrepCompressor(),
+    HtmlCompressor(),
     LogCompressor(),
     SectionsCompressor(),
 )

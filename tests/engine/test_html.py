@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+from ctxgate.engine._api import Context, retrieval_key
+from ctxgate.engine.html import HtmlCompressor
+
+HTML = HtmlCompressor()
+BAL = Context(tool_name="WebFetch", level="balanced")
+
+PARA = (
+    "Compression of tool output matters because agents read every byte of it, and the {n}th paragraph "
+    "explains one more reason in a full sentence that a reader would want to keep intact."
+)
+PAGE = f"""<!DOCTYPE html>
+<html><head><title>Context Gates Explained | Example Blog</title>
+<style>body {{ color: red; }}</style><script>var tracking = 1;</script></head>
+<body>
+<nav><ul>{"".join(f'<li><a href="/section{i}">Section {i}</a></li>' for i in range(40))}</ul></nav>
+<article>
+<h1>Context Gates Explained</h1>
+<div class="byline">By Jane Writer</div>
+<time datetime="2024-03-01">March 1, 2024</time>
+{"".join(f"<p>{PARA.format(n=i)}</p>" for i in range(1, 9))}
+<h2>How to use it</h2>
+<p>Point the client at the gateway, see <a href="https://example.com/docs/setup">the setup guide</a>.</p>
+<pre><code>export BASE_URL=http://localhost:8787</code></pre>
+<figure><img src="x.png"><figcaption>Figure 1: the gateway in front of the provider</figcaption></figure>
+</article>
+<footer>{"".join(f'<a href="/legal{i}">Legal link {i}</a>' for i in range(30))}</footer>
+</body></html>"""
+
+
+def test_score() -> None:
+    assert HTML.score(PAGE, BAL) > 0.9
+    assert HTML.score("<div><p>hi</p>" * 20, BAL) > 0.5
+    assert HTML.score("plain text with a <b> tag", BAL) < 0
+    assert HTML.score('{"html": "<div>"}', BAL) < 0
+
+
+def test_main_content_kept_chrome_dropped() -> None:
+    r = HTML.compress(PAGE, BAL)
+    out = r.text
+    assert "Context Gates Explained" in out
+    assert "Jane Writer" in out
+    assert PARA.format(n=1) in out and PARA.format(n=8) in out
+    assert "How to use it" in out
+    assert "https://example.com/docs/setup" in out
+    assert "export BASE_URL=http://localhost:8787" in out
+    assert "Figure 1: the gateway in front of the provider" in out
+    assert "var tracking" not in out and "color: red" not in out and "Legal link 7" not in out
+    key = retrieval_key(PAGE)
+    assert out.rstrip().endswith(f"; retrieve: {key}]") and "characters of HTML omitted" in out
+    assert r.originals[0].text == PAGE
+    assert len(out) < len(PAGE) / 2
+
+
+def test_lossless_level_leaves_page() -> None:
+    r = HTML.compress(PAGE, Context(level="lossless"))
+    assert r.text == PAGE and not r.originals
+
+
+def test_visible_text_fallback() -> None:
+    page = "<html><body><table><tr><td>alpha cell</td><td>beta cell</td></tr></table><script>x=1</script></body></html>"
+    r = HTML.compress(page, BAL)
+    assert "alpha cell" in r.text and "beta cell" in r.text and "x=1" not in r.text
+
+
+def _score_module(corpus: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_corpus_question_recall(corpus: Path) -> None:
+    score = _score_module(corpus)
+    folder = corpus / "outputs" / "html"
+    outputs = {
+        f.name: score.norm_loose(HTML.compress(f.read_text(), BAL).text)
+        for f in folder.iterdir()
+        if f.suffix == ".html"
+    }
+    credit = []
+    for line in (folder / "questions.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        answers = [score.norm_loose(a) for a in q["answers"]]
+        found = [a for a in answers if a and a in outputs[q["file"]]]
+        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
+    assert sum(credit) / len(credit) >= 0.98
