@@ -595,3 +595,23 @@ def test_multi_turn_trajectory_replay_is_prefix_stable(live: Live, corpus: Path,
         assert cur.startswith(prev[: -len(b"]}")]), "an earlier turn's bytes changed upstream"
     assert after <= before
     print(f"replay: {len(turns)} turns, tokens {before} -> {after}")
+
+
+@pytest.mark.slow
+def test_readme_base_urls_reach_the_proxy_routes(live: Live) -> None:
+    """The base URLs the README tells users to set work with the official SDKs."""
+    import re
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    anthropic_base = re.search(r"ANTHROPIC_BASE_URL=(\S+)", readme).group(1)  # type: ignore[union-attr]
+    openai_base = re.search(r"OPENAI_BASE_URL=(\S+)", readme).group(1)  # type: ignore[union-attr]
+    codex_base = re.search(r'base_url = "(\S+)"', readme).group(1)  # type: ignore[union-attr]
+    here = "http://127.0.0.1:8787"
+    assert anthropic_base == here and openai_base == codex_base == here + "/v1"
+    with anthropic.Anthropic(base_url=anthropic_base.replace(here, live.url), api_key="k", max_retries=0) as a:
+        assert a.messages.create(model=MODEL, max_tokens=8, messages=MESSAGES).usage.output_tokens == 56
+    with openai.OpenAI(base_url=openai_base.replace(here, live.url), api_key="k", max_retries=0) as o:
+        assert o.responses.create(model="gpt-5-codex", input="ls").usage.output_tokens == 35  # type: ignore[union-attr]
+        assert o.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}]).usage
