@@ -146,3 +146,27 @@ def test_dispatcher_counts_tokens() -> None:
     assert out.content_type == "json"
     assert out.tokens_before == tokens.count(text).tokens
     assert out.tokens_after == tokens.count(out.text).tokens < out.tokens_before
+
+
+def test_kubernetes_plumbing_dropped_inside_objects_only() -> None:
+    pod = {
+        "metadata": {"name": "web-0", "uid": "4f346c63-4d5b-461b-898c-9c0fca14b797", "resourceVersion": "1"},
+        "spec": {
+            "containers": [
+                {"name": "app", "image": "nginx:1", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}
+            ]
+        },
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [{"name": "app", "containerID": "cri-o://" + "ab" * 32}],
+        },
+    }
+    out = J.compress(json.dumps(pod, indent=2), BALANCED)
+    header, body = out.text.split("\n", 1)
+    assert "Kubernetes bookkeeping/plumbing fields containerID, resourceVersion, uid, volumeMounts" in header
+    assert "uid" not in body and "cri-o://" not in body and "nginx:1" in body
+    assert out.originals[0].key in header
+    not_k8s = {"uid": "4f346c63-4d5b-461b-898c-9c0fca14b797", "items": ["x" * 40] * 3}
+    assert '"uid"' in J.compress(json.dumps(not_k8s, indent=2), BALANCED).text
+    asked = J.compress(json.dumps(pod, indent=2), Context(query="what is the uid of web-0?"))
+    assert "4f346c63" in asked.text

@@ -19,7 +19,12 @@ returned under the marker's retrieval key:
 * link fields (``*_url`` keys holding URLs or URL templates, other than the human
   ``html_url``/``web_url``) are dropped, listed in one marker line above the JSON;
 * long multi-line string values (embedded logs, stack traces) are compressed by the
-  dispatcher as text of their own kind.
+  dispatcher as text of their own kind;
+* inside Kubernetes objects, bookkeeping and plumbing fields (``K8S_PLUMBING``: uids,
+  resource versions, runtime ids, scheduler defaults, volumes and mounts) are dropped,
+  listed in one marker line;
+* repeated values (objects, arrays, strings of 80+ characters) are written once, later
+  copies read ``"[same as $.path]"``; strings holding pretty-printed JSON are minified.
 """
 
 from __future__ import annotations
@@ -46,6 +51,42 @@ _MIN_SAVED_CHARS = 1200
 #: repeated values at least this long (minified) are written once, later copies refer to it
 _MIN_REPEAT_CHARS = 80
 _SAME_AS = "[same as "
+
+#: Fields of Kubernetes objects that an agent debugging a workload rarely reads: server
+#: bookkeeping (ids, versions, self links), runtime ids that repeat the image, scheduler and
+#: runtime defaults, and volume plumbing. Dropped only inside Kubernetes objects, at level
+#: ``balanced``, named in one marker; a field the request names is kept.
+K8S_PLUMBING = frozenset(
+    {
+        "managedFields",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generateName",
+        "imageID",
+        "containerID",
+        "terminationMessagePath",
+        "terminationMessagePolicy",
+        "dnsPolicy",
+        "schedulerName",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "priority",
+        "terminationGracePeriodSeconds",
+        "serviceAccount",
+        "imagePullSecrets",
+        "tolerations",
+        "volumes",
+        "volumeMounts",
+        "kubectl.kubernetes.io/last-applied-configuration",
+    }
+)
+
+
+def _is_k8s_object(v: dict[str, Any]) -> bool:
+    """A Kubernetes object: ``metadata`` with a ``name``, next to ``spec`` or ``status`` (or ``kind``)."""
+    meta = v.get("metadata")
+    return isinstance(meta, dict) and "name" in meta and ("spec" in v or "status" in v or "kind" in v)
 
 
 def dedupe(value: Any) -> tuple[Any, int]:
@@ -253,6 +294,8 @@ class Reduction:
     items_dropped: int = 0
     strings: int = 0
     inner: int = 0
+    plumbing: Counter[str] = field(default_factory=Counter)
+    _in_k8s: bool = False
     originals: list[Original] = field(default_factory=list)
     transforms: list[str] = field(default_factory=list)
     #: compressors that long string values must not be handed to (the caller itself)
@@ -267,15 +310,30 @@ class Reduction:
         what = f"link fields {names}{more}"
         return omission_marker(sum(self.links.values()), self.fields_seen, "fields", what, self.key)
 
+    def plumbing_marker(self) -> str | None:
+        """The one marker line for dropped Kubernetes plumbing fields, or None."""
+        if not self.plumbing:
+            return None
+        names = ", ".join(sorted(self.plumbing))
+        what = f"Kubernetes bookkeeping/plumbing fields {names}"
+        return omission_marker(sum(self.plumbing.values()), self.fields_seen, "fields", what, self.key)
+
     def reduce(self, v: Any) -> Any:
         if isinstance(v, dict):
+            entered = not self._in_k8s and _is_k8s_object(v)
+            self._in_k8s = self._in_k8s or entered
             out = {}
             for k, x in v.items():
                 self.fields_seen += 1
                 if self._is_link(k, x):
                     self.links[k] += 1
                     continue
+                if self._in_k8s and k in K8S_PLUMBING and k.lower() not in self.terms:
+                    self.plumbing[k] += 1
+                    continue
                 out[k] = self.reduce(x)
+            if entered:
+                self._in_k8s = False
             return out
         if isinstance(v, list):
             return self._array(v)
@@ -373,6 +431,10 @@ class JsonCompressor:
             if marker:
                 transforms.append("json:drop-links")
                 header.append(marker)
+            marker = red.plumbing_marker()
+            if marker:
+                transforms.append("json:drop-k8s-plumbing")
+                header.append(marker)
             if red.inner:
                 transforms.append("json:inner-minify")
             if not _mentions_same_as(value):
@@ -383,7 +445,7 @@ class JsonCompressor:
                 transforms.append("json:long-strings")
                 transforms.extend(red.transforms)
                 originals.extend(red.originals)
-            if red.items_dropped or red.links:
+            if red.items_dropped or red.links or red.plumbing:
                 originals.insert(0, Original(red.key, text))
         encoder = _Encoder(tables)
         if kind == "ndjson":
