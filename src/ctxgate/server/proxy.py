@@ -315,11 +315,15 @@ async def _forward(
 
 
 async def _proxy_compressed(request: Request, fmt: WireFormat, provider: Provider, path: str) -> Response:
-    started = time.perf_counter()
     state: AppState = request.app.state.ctx
     raw = await request.body()
+    started = time.perf_counter()  # ctxgate's own time starts once the client's upload is in
     fields = _body_fields(raw)
-    result = await _compress(request, state, raw, fmt, fields)
+    try:
+        result = await _compress(request, state, raw, fmt, fields)
+    except Exception as exc:  # the pipeline promises not to raise; if it does, fail open anyway
+        log.exception("pipeline raised; forwarding the original body")
+        result = PipelineResult(raw, 0, 0, "none", "", skip_reason="error", error=type(exc).__name__)
     body = result.body
     inject = False
     if fmt == "openai_chat" and fields.get("stream") is True:
