@@ -272,3 +272,19 @@ def test_every_call_is_recorded_and_ids_are_unique(tmp_path: Path) -> None:
     assert len(set(ids)) == 5
     assert stats["summary"]["api_requests"] == 5
     assert [r["request_id"] for r in stats["recent_requests"]] == ids  # oldest first, newest last
+
+
+def test_lone_surrogates_and_odd_header_bytes_do_not_break_anything(tmp_path: Path) -> None:
+    """Valid JSON that is not valid UTF-8 once decoded ("\\ud800") round-trips, and the ledger keeps working."""
+    bodies = [b'{"messages":[{"role":"user","content":"\\ud800 x"}]}',
+              b'{"messages":[{"role":"tool","tool_call_id":"a","content":"\\udc00' + b"y" * 5000 + b'"}]}',
+              b'{"messages":[{"role":"user","content":"hi"}],"model":"\\ud800"}']
+    with client(tmp_path) as c:
+        for body in bodies:
+            r = c.post("/v1/compress", content=body, headers=[(b"content-type", b"application/json"),
+                                                              (b"x-maas-username", b"\xff\xfe")])
+            assert r.status_code == 200
+            assert json.loads(r.content)["messages"] == json.loads(body)["messages"]
+        stats = c.get("/stats").json()
+    assert stats["summary"]["api_requests"] == 3 and stats["ledger"]["dropped_rows_this_process"] == 0
+    assert stats["recent_requests"][-1]["model"] == "?"

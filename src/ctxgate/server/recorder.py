@@ -70,7 +70,11 @@ class LedgerRecorder:
                 try:
                     self.written += await self.ledger.append_many(batch)
                     self.last_error = None
-                except StoreError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, StoreError):  # not retryable: these rows cannot be written
+                        self.dropped += len(batch)
+                        metrics.LEDGER_DROPPED.labels("write_failed").inc(len(batch))
+                        raise
                     self.last_error = str(exc)
                     room = self.max_queue - len(self._queue)
                     keep, lost = batch[:max(0, room)], batch[max(0, room):]
@@ -93,6 +97,9 @@ class LedgerRecorder:
                     await self.ledger.prune(now)
             except StoreError as exc:
                 log.warning("ledger write failed, will retry: %s", exc)
+                await asyncio.sleep(min(5.0, self.interval_s * 20))
+            except Exception:  # a bug must not stop the writer: log it and keep going
+                log.exception("ledger writer error")
                 await asyncio.sleep(min(5.0, self.interval_s * 20))
 
     def start(self) -> None:

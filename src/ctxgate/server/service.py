@@ -25,7 +25,7 @@ import re
 import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from ctxgate import tokens
@@ -118,7 +118,15 @@ def build_body(fmt: WireFormat, req: CompressRequest) -> bytes:
     if req.tools is not None:
         body["tools"] = req.tools
     body["input" if fmt == "openai_responses" else "messages"] = req.messages
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json_bytes(body)
+
+
+def json_bytes(data: Any) -> bytes:
+    """Compact UTF-8 JSON; ASCII escapes when the data holds lone surrogates (valid JSON, not UTF-8)."""
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode("ascii")
 
 
 def messages_from(fmt: WireFormat, body: bytes, expected: int) -> list[dict[str, Any]]:
@@ -189,7 +197,7 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     responses={400: {"description": "body is not JSON or an option is not supported"},
                422: {"description": "no usable messages"}},
 )
-async def compress(request: Request) -> dict[str, Any]:
+async def compress(request: Request) -> Response:
     """Compress the tool outputs in ``messages``; see docs/API.md for every field."""
     ctx: AppState = request.app.state.ctx
     settings = ctx.settings
@@ -282,7 +290,7 @@ async def compress(request: Request) -> dict[str, Any]:
         out["tools"] = req.tools
     if req.token_budget is not None:
         out["within_token_budget"] = after <= req.token_budget
-    return out
+    return Response(json_bytes(out), media_type="application/json")
 
 
 @router.api_route("/v1/compress", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)

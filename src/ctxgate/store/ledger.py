@@ -57,14 +57,26 @@ def row_costs(row: LedgerRow) -> tuple[float, float, float]:
     return before, round(before - saved, 8), saved
 
 
+def _text(value: str | None) -> str | None:
+    """Text a database accepts: lone surrogates (valid in JSON, not in UTF-8) become "?"."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def row_values(row: LedgerRow) -> tuple[Any, ...]:
     before, after, saved = row_costs(row)
     error = row.error[:MAX_ERROR_CHARS] if row.error else None
+    t = _text
     return (
-        row.request_id, row.timestamp, row.tenant, row.user, row.session, row.model, row.provider, row.mode,
-        row.tokens_before, row.tokens_after, row.tokens_saved, row.estimator, row.cost_per_mtok,
-        before, after, saved, ",".join(row.transforms), row.skip_reason, error, row.latency_ms,
-        row.usage_input_tokens, row.usage_cache_write_tokens, row.usage_cache_write_1h_tokens,
+        t(row.request_id), row.timestamp, t(row.tenant), t(row.user), t(row.session), t(row.model),
+        t(row.provider), t(row.mode), row.tokens_before, row.tokens_after, row.tokens_saved, t(row.estimator),
+        row.cost_per_mtok, before, after, saved, t(",".join(row.transforms)), t(row.skip_reason), t(error),
+        row.latency_ms, row.usage_input_tokens, row.usage_cache_write_tokens, row.usage_cache_write_1h_tokens,
         row.usage_cache_read_tokens, row.usage_output_tokens, row.billed_usd, row.counterfactual_usd,
     )
 
