@@ -189,3 +189,13 @@ def test_json_body_over_the_cap_is_unknown() -> None:
     tap.feed(anthropic_json())
     tap.flush()
     assert tap.usage is None
+
+
+def test_decoder_does_not_rescan_a_long_line_arriving_in_pieces() -> None:
+    dec = SseDecoder()
+    line = b"data: " + b"x" * 50_000
+    for i in range(0, len(line), 1000):
+        assert dec.feed(line[i : i + 1000]) == []
+        assert dec._hunt == len(dec._buf)  # the next search starts where this one ended
+    (ev,) = dec.feed(b"\n\n")
+    assert ev.raw == line + b"\n\n" and ev.data == b"x" * 50_000

@@ -50,6 +50,7 @@ class SseDecoder:
         self._event: str | None = None
         self._data: list[bytes] = []
         self._lines = False  # a non-blank line since the last event
+        self._hunt = 0  # no line end in _buf before this offset (a long line arriving in pieces)
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         self._buf += chunk
@@ -63,17 +64,19 @@ class SseDecoder:
         if self._buf:
             out.append(SseEvent(bytes(self._buf), self._event, b"\n".join(self._data)))
         self._buf.clear()
-        self._scan, self._event, self._data, self._lines = 0, None, [], False
+        self._scan, self._hunt, self._event, self._data, self._lines = 0, 0, None, [], False
         return out
 
     def _drain(self, final: bool) -> list[SseEvent]:
         events: list[SseEvent] = []
-        buf, pos, start = self._buf, self._scan, 0
+        buf, pos, start, hunt = self._buf, self._scan, 0, self._hunt
         while True:
-            m = _EOL.search(buf, pos)
+            m = _EOL.search(buf, max(pos, hunt))
             if m is None:
+                hunt = len(buf)
                 break
             if m.group() == b"\r" and m.end() == len(buf) and not final:
+                hunt = m.start()
                 break  # maybe the first half of CRLF: wait for the next byte
             line = bytes(buf[pos : m.start()])
             pos = m.end()
@@ -88,6 +91,7 @@ class SseDecoder:
         if start:
             del buf[:start]
         self._scan = pos - start
+        self._hunt = max(0, hunt - start)
         return events
 
     def _field(self, line: bytes) -> None:
