@@ -16,7 +16,10 @@ Reported, with and without ctxgate:
   at 0.1x the input price, and writes the rest at 1.25x; Sonnet prices, $3 per 1M input;
 - prefix breaks: requests whose messages do not start with every message of the previous
   request, byte for byte (must be 0);
-- needle recall of the compressed tool outputs (``score.py score``, all and novel needles).
+- needle recall of the compressed tool outputs (``score.py score``, all and novel needles);
+- the ceiling: the share of the cache-simulated dollars (without ctxgate) spent on tool outputs
+  that the protection policy lets change at all (not a protected tool, not a file read). No
+  compressor can save more than this under the policy.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ctxgate import conversation, tokens
+from ctxgate.conversation import policy as pol
 from ctxgate.pipeline import Pipeline, RequestInfo, WireFormat
 from ctxgate.settings import Settings
 from ctxgate.store.decisions import MemoryDecisionStore
@@ -77,12 +81,15 @@ class Tally:
     usd_before: float = 0.0
     usd_after: float = 0.0
     prefix_breaks: int = 0
+    usd_eligible: float = 0.0
+    usd_tool_outputs: float = 0.0
     skips: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, other: Tally) -> None:
-        for name in ("requests", "tokens_before", "tokens_after", "usd_before", "usd_after", "prefix_breaks", "seconds"):
+        for name in ("requests", "tokens_before", "tokens_after", "usd_before", "usd_after", "prefix_breaks",
+                     "usd_eligible", "usd_tool_outputs", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.skips, other.skips), (self.counts, other.counts)):
             for k, v in theirs.items():
@@ -100,19 +107,35 @@ class Tally:
             "usd_with_cache_sim": round(self.usd_after, 4),
             "usd_saved_pct": round(100 * saved_usd, 2),
             "prefix_breaks": self.prefix_breaks,
+            "usd_share_tool_outputs_pct": round(100 * self.usd_tool_outputs / self.usd_before, 2) if self.usd_before else 0,
+            "usd_share_eligible_pct": round(100 * self.usd_eligible / self.usd_before, 2) if self.usd_before else 0,
             "skips": dict(sorted(self.skips.items())),
             "blocks": dict(sorted(self.counts.items())),
             "ms_per_request": round(1000 * self.seconds / max(1, self.requests), 2),
         }
 
 
-def _message_texts(body: bytes, fmt: str) -> tuple[str, list[str]]:
+def _message_texts(conv: conversation.Conversation) -> tuple[str, list[str]]:
     """The body outside its messages (system, tools, options) and each message's JSON text."""
-    conv = conversation.parse(body, fmt)
     text = conv.text
     msgs = [text[m.start : m.end] for m in conv.messages]
     rest = text[: conv.messages[0].start] + text[conv.messages[-1].end :] if conv.messages else text
     return rest, msgs
+
+
+_POLICY = pol.Policy.from_settings(Settings())
+
+
+def _tool_output_usd(conv: conversation.Conversation, shared: int, model: str) -> tuple[float, float]:
+    """Dollars of this request spent on tool outputs: all of them, and those the policy lets change."""
+    every = eligible = 0.0
+    for b in conv.blocks:
+        n = tokens.count(b.text, model).tokens
+        usd = n * (CACHE_READ if b.message < shared else CACHE_WRITE) * INPUT_PER_MTOK / 1e6
+        every += usd
+        if _POLICY.protection(b, conv.calls.get(b.tool_id), 10**9) not in ("protected", "file_read"):
+            eligible += usd
+    return every, eligible
 
 
 class CacheSim:
@@ -123,14 +146,13 @@ class CacheSim:
         self.prev: list[str] | None = None
         self.prev_rest: str | None = None
 
-    def cost(self, rest: str, msgs: list[str]) -> tuple[int, float, bool]:
-        """(tokens, dollars, prefix broken) of one request."""
+    def cost(self, rest: str, msgs: list[str]) -> tuple[int, float, bool, int]:
+        """(tokens, dollars, prefix broken, messages read from the cache) of one request."""
         count = lambda t: tokens.count(t, self.model).tokens  # noqa: E731
         per = [count(m) for m in msgs]
         total = count(rest) + sum(per)
-        shared, broken = 0, False
+        shared, broken, n = 0, False, 0
         if self.prev is not None and rest == self.prev_rest:
-            n = 0
             while n < min(len(self.prev), len(msgs)) and self.prev[n] == msgs[n]:
                 n += 1
             broken = n < len(self.prev)
@@ -139,7 +161,7 @@ class CacheSim:
             broken = True
         self.prev, self.prev_rest = msgs, rest
         usd = (CACHE_READ * shared + CACHE_WRITE * (total - shared)) * INPUT_PER_MTOK / 1e6
-        return total, usd, broken
+        return total, usd, broken, n
 
 
 async def replay_conversation(
@@ -160,8 +182,12 @@ async def replay_conversation(
             tally.skips[r.skip_reason] = tally.skips.get(r.skip_reason, 0) + 1
         for k, v in r.counts.items():
             tally.counts[k] = tally.counts.get(k, 0) + v
-        n0, usd0, _ = before_sim.cost(*_message_texts(raw, fmt))
-        n1, usd1, broken = after_sim.cost(*_message_texts(r.body, fmt))
+        parsed = conversation.parse(raw, fmt)
+        n0, usd0, _, shared = before_sim.cost(*_message_texts(parsed))
+        n1, usd1, broken, _ = after_sim.cost(*_message_texts(conversation.parse(r.body, fmt)))
+        every, eligible = _tool_output_usd(parsed, shared, model)
+        tally.usd_tool_outputs += every
+        tally.usd_eligible += eligible
         tally.tokens_before += n0
         tally.tokens_after += n1
         tally.usd_before += usd0
@@ -240,6 +266,8 @@ def main() -> None:
         print(f"   cache-sim USD   without {t['usd_without_cache_sim']:>11.2f}  with {t['usd_with_cache_sim']:>11.2f}  "
               f"saved {t['usd_saved_pct']:.2f}% (target >= {100 * HEADROOM_SAVED:.1f}%)")
         print(f"   prefix breaks   {t['prefix_breaks']}   skips {t['skips']}")
+        print(f"   ceiling         tool outputs are {t['usd_share_tool_outputs_pct']:.2f}% of the dollars; those the "
+              f"policy lets change {t['usd_share_eligible_pct']:.2f}%")
         print(f"   needle recall   all {nd['needle_recall_all']}  novel {nd['needle_recall_novel']}  "
               f"({nd['needles']} needles; tool-output ratio {nd['ratio_o200k']})")
         print(f"   blocks          {t['blocks']}")

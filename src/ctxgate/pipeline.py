@@ -139,7 +139,7 @@ class Pipeline:
         try:
             return await self._run(raw, info, start)
         except Exception as exc:  # noqa: BLE001 - fail open: the original goes upstream
-            return self._passthrough(raw, info, None, "", "error", f"{type(exc).__name__}: {exc}")
+            return await self._passthrough(raw, info, None, "", "error", f"{type(exc).__name__}: {exc}")
 
     async def active_sessions(self, tenant: str | None = None, within_s: float = 3600) -> list[dict[str, Any]]:
         """Sessions seen in the last ``within_s`` seconds, most recent first. Raises StoreError."""
@@ -175,9 +175,9 @@ class Pipeline:
         try:
             conv = await asyncio.wait_for(asyncio.to_thread(conversation.parse, raw, info.fmt), budget)
         except TimeoutError:
-            return self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
+            return await self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
         except ValueError as exc:
-            return self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
+            return await self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
         session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
         level = info.level or s.level
         price = self.price_of(info.model)
@@ -192,9 +192,9 @@ class Pipeline:
         try:
             prev = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
         except StoreError as exc:
-            return self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc))
+            return await self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc))
         if skip:
-            return self._passthrough(raw, info, conv, session, skip, None)
+            return await self._passthrough(raw, info, conv, session, skip, None)
 
         known = prev is not None
         cold = known and prev is not None and now - prev.last_seen > conv.cache_lifetime_s
@@ -203,11 +203,11 @@ class Pipeline:
         try:
             existing = await self.decisions.get_many(keys)
         except StoreError as exc:
-            return self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
+            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
         policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
         remaining = budget - (self.timer() - start)
         if remaining <= 0:
-            return self._passthrough(raw, info, conv, session, "time_budget", None)
+            return await self._passthrough(raw, info, conv, session, "time_budget", None)
         soft_deadline = start + budget * _SOFT_BUDGET
         try:
             plan = await asyncio.wait_for(
@@ -217,17 +217,17 @@ class Pipeline:
                 remaining,
             )
         except TimeoutError:
-            return self._passthrough(raw, info, conv, session, "time_budget", None)
+            return await self._passthrough(raw, info, conv, session, "time_budget", None)
         if plan.invalid:
-            return self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid)
+            return await self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid)
         try:
             for key, text in plan.originals.items():
                 await self.originals.put(info.tenant, key, text)
             if plan.decisions:
                 await self.decisions.put_many(plan.decisions)
         except StoreError as exc:
-            return self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
-        before = self._count(conv, info.model)
+            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
+        before = await asyncio.to_thread(self._count, conv, info.model)
         return PipelineResult(
             body=plan.body,
             tokens_before=before.tokens,
@@ -265,7 +265,7 @@ class Pipeline:
         """Decide every block (pure apart from the timer); splice and validate."""
         plan = _Plan(body=raw)
         dups = pol.duplicates(conv.blocks)
-        stale = pol.stale_reads(conv) if cold else {}
+        stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
         sent: dict[int, str] = {}  # block index -> text that goes upstream
         edits: list[Edit] = []
@@ -374,7 +374,7 @@ class Pipeline:
         c = tokens.count(rest, model)
         return tokens.Count(total + c.tokens, c.estimator, c.exact)
 
-    def _passthrough(
+    async def _passthrough(
         self,
         raw: bytes,
         info: RequestInfo,
@@ -384,7 +384,10 @@ class Pipeline:
         error: str | None,
     ) -> PipelineResult:
         try:
-            n = self._count(conv, info.model) if conv else tokens.count(raw.decode("utf-8", "replace"), info.model)
+            if conv is not None:
+                n = await asyncio.to_thread(self._count, conv, info.model)
+            else:
+                n = await asyncio.to_thread(tokens.count, raw.decode("utf-8", "replace"), info.model)
             before, estimator = n.tokens, n.estimator
         except Exception:  # noqa: BLE001 - counting must not turn a pass-through into a failure
             before, estimator = len(raw) // 4, "chars/4"
