@@ -169,7 +169,6 @@ class _Call:
 
     state: AppState
     provider: Provider
-    fmt: WireFormat | None
     model: str
     user: str
     result: PipelineResult | None
@@ -262,8 +261,6 @@ async def _compress(
 ) -> PipelineResult:
     user, session = request_identity(request.headers)
     model = fields.get("model") if isinstance(fields.get("model"), str) else "unknown"
-    if len(raw) > state.settings.max_body_bytes:
-        return PipelineResult(raw, 0, 0, "none", session or "", skip_reason="too_large")
     level = request.headers.get("x-ctxgate-level")
     if request.headers.get("x-ctxgate-bypass", "").lower() in ("1", "true", "yes"):
         level = "off"
@@ -332,7 +329,7 @@ async def _proxy_compressed(request: Request, fmt: WireFormat, provider: Provide
             body, inject = spliced, True
     user, _ = request_identity(request.headers)
     model = fields.get("model") if isinstance(fields.get("model"), str) else "unknown"
-    call = _Call(state, provider, fmt, str(model), user, result, 0.0, record=not path.endswith("count_tokens"))
+    call = _Call(state, provider, str(model), user, result, 0.0, record=not path.endswith("count_tokens"))
     base = state.settings.anthropic_upstream if provider == "anthropic" else state.settings.openai_upstream
     url = join_url(base, path, request.url.query)
     return await _forward(
@@ -378,7 +375,7 @@ async def passthrough(request: Request, path: str) -> Response:
     else:
         url = join_url(state.settings.openai_upstream, "/" + path, request.url.query)
     user, _ = request_identity(request.headers)
-    call = _Call(state, provider, None, "unknown", user, None, 0.0, record=False)
+    call = _Call(state, provider, "unknown", user, None, 0.0, record=False)
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     return await _forward(
         request, provider=provider, url=url, body=request.stream() if has_body else b"", call=call,
