@@ -3,11 +3,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi import APIRouter, Request
 from fastapi.testclient import TestClient
 
 from ctxgate.errors import ConfigError
 from ctxgate.server import create_app
-from ctxgate.server.auth import check_config, presented_tokens
+from ctxgate.server.auth import check_config, strip_credentials
 from ctxgate.settings import Settings
 
 TOKEN = "t0ken-with-enough-entropy"
@@ -57,6 +58,26 @@ def test_refuses_an_open_server_on_a_public_address(tmp_path: Path) -> None:
     check_config(Settings(host="127.0.0.2"))
 
 
-def test_presented_tokens() -> None:
-    headers = [(b"authorization", b"Bearer  abc "), (b"x-ctxgate-token", b"def"), (b"cookie", b"x")]
-    assert presented_tokens(headers) == [b"abc", b"def"]
+def test_strip_credentials() -> None:
+    tok = TOKEN.encode()
+    headers = [(b"authorization", b"Bearer sk-provider"), (b"x-ctxgate-token", tok), (b"x-api-key", b"k")]
+    assert strip_credentials(headers, tok) == [(b"authorization", b"Bearer sk-provider"), (b"x-api-key", b"k")]
+    assert strip_credentials([(b"authorization", b"Bearer  " + tok + b" ")], tok) == []
+    assert strip_credentials([(b"authorization", b"Bearer nope"), (b"x-ctxgate-token", b"nope")], tok) is None
+    assert strip_credentials([], tok) is None
+
+
+def test_routes_never_see_the_token(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, auth_token=TOKEN))
+    echo = APIRouter()
+
+    @echo.get("/echo-headers")
+    async def headers(request: Request) -> dict[str, str]:
+        return dict(request.headers)
+
+    app.include_router(echo)
+    with TestClient(app) as c:
+        seen = c.get("/echo-headers", headers={"authorization": f"Bearer {TOKEN}"}).json()
+        assert "authorization" not in seen and TOKEN not in str(seen)
+        seen = c.get("/echo-headers", headers={"authorization": "Bearer sk-provider", "x-ctxgate-token": TOKEN}).json()
+        assert seen["authorization"] == "Bearer sk-provider" and "x-ctxgate-token" not in seen

@@ -2,7 +2,10 @@
 
 With ``settings.auth_token`` set, a request must carry ``Authorization: Bearer <token>``
 or, where ``Authorization`` holds the provider's key (proxy mode with OpenAI),
-``x-ctxgate-token: <token>``. Tokens are compared in constant time and never logged.
+``x-ctxgate-token: <token>``. Tokens are compared in constant time and never logged,
+and the matching credential headers are removed before the request reaches a route, so
+the proxy never forwards ctxgate's token upstream (a provider key in ``Authorization``
+stays).
 
 Without a token, the server refuses to start on a non-loopback host unless
 ``settings.allow_unauthenticated`` says so explicitly (``check_config``).
@@ -31,14 +34,20 @@ def check_config(settings: Settings) -> None:
         )
 
 
-def presented_tokens(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
-    out = []
+def strip_credentials(headers: list[tuple[bytes, bytes]], token: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The headers without ctxgate's credentials when one of them matches ``token``, else None."""
+    ok = False
+    kept = []
     for name, value in headers:
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            out.append(value[7:].strip())
-        elif name == TOKEN_HEADER:
-            out.append(value.strip())
-    return out
+        if name == TOKEN_HEADER:
+            ok = hmac.compare_digest(value.strip(), token) or ok
+            continue
+        is_bearer = name == b"authorization" and value[:7].lower() == b"bearer "
+        if is_bearer and hmac.compare_digest(value[7:].strip(), token):
+            ok = True
+            continue
+        kept.append((name, value))
+    return kept if ok else None
 
 
 class BearerAuth:
@@ -52,8 +61,10 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        if any(hmac.compare_digest(t, self._token) for t in presented_tokens(scope["headers"])):
-            await self.app(scope, receive, send)
+        kept = strip_credentials(scope["headers"], self._token)
+        if kept is not None:
+            # the routes (and the upstream, in proxy mode) never see ctxgate's token
+            await self.app({**scope, "headers": kept}, receive, send)
             return
         response = error_response(401, "missing or invalid bearer token",
                                   headers={"www-authenticate": 'Bearer realm="ctxgate"'})
