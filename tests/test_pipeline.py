@@ -311,3 +311,13 @@ async def test_decisions_survive_a_restart_with_sqlite(tmp_path: Path) -> None:
     r2 = await p2.run(anthropic_request(T2), INFO)
     assert r2.body == r1.body and r2.counts == {"replayed": 2}
     await p2.aclose()
+
+
+async def test_a_change_that_does_not_shrink_the_block_is_not_made() -> None:
+    p, _ = make()
+    out = " ".join(f"w{i}" for i in range(45))  # about 90 tokens; the reference below is longer
+    long_id = "toolu_" + "x" * 600
+    turns = [("user", "go"), ("call", long_id, "Bash", {"command": "x"}), ("result", long_id, out),
+             ("call", "b", "Bash", {"command": "x"}), ("result", "b", out)]
+    r = await p.run(anthropic_request(turns), INFO)
+    assert r.counts == {"small": 1, "no_gain": 1, "first_with_history": 1} and r.skip_reason == "no_change"

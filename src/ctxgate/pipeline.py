@@ -78,6 +78,16 @@ class PipelineResult:
         return self.tokens_after < self.tokens_before
 
 
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    """What to send for one new block: the text (None: verbatim) and why."""
+
+    value: str | None
+    reason: str  # the count it adds to: "compressed", "duplicate", "protected", "small", ...
+    originals: dict[str, str] = field(default_factory=dict)
+    transforms: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class _Plan:
     """The outcome of deciding one request (computed in a worker thread)."""
@@ -285,9 +295,18 @@ class Pipeline:
                 sent[b.index] = b.text
                 continue
             else:
-                value = self._new_decision(b, key, conv, info, policy, dups, stale if stale_here else {}, sent, plan)
-                if value is not None and (len(value) > MAX_VALUE_CHARS or value == b.text):
-                    value = None
+                d = self._new_decision(b, conv, info, policy, dups, stale if stale_here else {}, sent)
+                value, reason = d.value, d.reason
+                if value is not None:
+                    # every change must shrink the block and fit the store, or the block stays verbatim
+                    big = len(value) > MAX_VALUE_CHARS or any(len(t) > MAX_VALUE_CHARS for t in d.originals.values())
+                    n_old, n_new = tokens.count(b.text, info.model).tokens, tokens.count(value, info.model).tokens
+                    if big or n_new >= n_old:
+                        value, reason = None, "too_large" if big else "no_gain"
+                    else:
+                        plan.originals.update(d.originals)
+                        plan.transforms.update(d.transforms)
+                plan.counts[reason] += 1
                 plan.decisions[key] = value
                 if old:
                     plan.counts["cold_cache" if known else "first_with_history"] += 1
@@ -305,24 +324,19 @@ class Pipeline:
     def _new_decision(
         self,
         b: conversation.Block,
-        key: str,
         conv: Conversation,
         info: RequestInfo,
         policy: pol.Policy,
         dups: dict[int, conversation.Block],
         stale: dict[int, tuple[str, conversation.ToolCall]],
         sent: dict[int, str],
-        plan: _Plan,
-    ) -> str | None:
-        """The output of a block seen for the first time (None: verbatim); fills plan's records."""
+    ) -> _Decision:
+        """What to send for a block seen for the first time."""
+        n = tokens.count(b.text, info.model).tokens
         if b.index in stale:
             path, writer = stale[b.index]
             ref = retrieval_key(b.text)
-            plan.originals[ref] = b.text
-            plan.counts["stale_read"] += 1
-            plan.transforms["stale_read"] += 1
-            return pol.stale_marker(path, writer, ref)
-        n = tokens.count(b.text, info.model).tokens
+            return _Decision(pol.stale_marker(path, writer, ref), "stale_read", {ref: b.text}, ("stale_read",))
         call = conv.calls.get(b.tool_id)
         reason = policy.protection(b, call, n)
         first = dups.get(b.index)
@@ -334,13 +348,9 @@ class Pipeline:
             and (reason not in ("protected", "file_read") or sent.get(first.index) == first.text)
         ):
             ref = retrieval_key(b.text)
-            plan.originals[ref] = b.text
-            plan.counts["duplicate"] += 1
-            plan.transforms["duplicate"] += 1
-            return pol.duplicate_marker(first, ref)
+            return _Decision(pol.duplicate_marker(first, ref), "duplicate", {ref: b.text}, ("duplicate",))
         if reason is not None:
-            plan.counts[reason] += 1
-            return None
+            return _Decision(None, reason)
         outcome = engine.compress(
             b.text,
             engine.Context(
@@ -353,16 +363,8 @@ class Pipeline:
             ),
         )
         if not outcome.changed:
-            plan.counts["verbatim"] += 1
-            return None
-        for o in outcome.originals:
-            plan.originals[o.key] = o.text
-        if any(len(o.text) > MAX_VALUE_CHARS for o in outcome.originals):
-            plan.counts["too_large"] += 1
-            return None
-        plan.counts["compressed"] += 1
-        plan.transforms.update(outcome.transforms)
-        return outcome.text
+            return _Decision(None, "verbatim")
+        return _Decision(outcome.text, "compressed", {o.key: o.text for o in outcome.originals}, outcome.transforms)
 
     # --- helpers ------------------------------------------------------------
 
