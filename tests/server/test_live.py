@@ -4,6 +4,7 @@ SQLite file, the PostgreSQL ledger and model_pricing (slow: real processes)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT
-from tests.server.live import LiveServer, metric
+from tests.server.live import LiveServer, ctxgate_command, metric
 from tests.store.pgdb import fresh_database
 
 pytestmark = pytest.mark.slow
@@ -113,3 +114,11 @@ def test_readme_curl_example_runs(tmp_path: Path) -> None:
     j = json.loads(out)
     assert j["messages"] == [{"role": "user", "content": "hi"}] and j["tokens_before"] > 0
     assert recent[-1]["tags"] == {"user-id": "alice"} and recent[-1]["model"] == "gpt-4o"
+
+
+def test_refuses_to_serve_a_public_address_without_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXGATE_")}
+    done = subprocess.run([*ctxgate_command(), "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode != 0
+    assert "CTXGATE_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr

@@ -14,6 +14,7 @@ import time
 
 import uvicorn
 
+from ctxgate.errors import ConfigError
 from ctxgate.server.auth import check_config
 from ctxgate.settings import Settings
 
@@ -21,7 +22,10 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def run(settings: Settings) -> None:
-    check_config(settings)
+    try:
+        check_config(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"ctxgate: {exc}") from exc
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["CTXGATE_STARTED_AT"] = repr(time.time())
     if settings.workers > 1:
