@@ -45,3 +45,14 @@ def test_select_is_deterministic_and_short_lists_are_kept() -> None:
     big = [{"v": i % 7} for i in range(500)]
     a = select(big, [str(r) for r in big], Context())
     assert a == select(big, [str(r) for r in big], Context())
+
+
+def test_names_of_omitted_records() -> None:
+    from ctxgate.engine._select import describe, names
+
+    recs = [{"id": i, "login": f"u{i}", "name": "Same", "type": "User"} for i in range(4)]
+    assert names(recs) == "login: u0, u1, u2, u3"  # "name" repeats, so the unique "login" wins
+    assert describe(recs) == "all name=Same, type=User; login: u0, u1, u2, u3"
+    many = [{"metadata.name": f"pod-{i}"} for i in range(50)]
+    assert names(many).endswith("pod-39, ... 10 more")
+    assert names([{"x": 1}]) == ""

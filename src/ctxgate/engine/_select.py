@@ -45,7 +45,62 @@ _BAD_STATUS = re.compile(
 )
 _TERM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:/-]{2,}")
 _STOP = frozenset(
-    ["the", "and", "for", "with", "that", "this", "from", "into", "what", "which", "when", "where", "show", "list", "get", "all", "are", "was", "were", "has", "have", "not", "but", "you", "your", "can", "any", "how", "why", "who", "does", "did", "use", "using", "http", "https", "www", "com", "json", "true", "false", "null", "none", "curl", "api", "post", "put", "delete", "head", "items", "item", "data", "page", "per"]
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "that",
+        "this",
+        "from",
+        "into",
+        "what",
+        "which",
+        "when",
+        "where",
+        "show",
+        "list",
+        "get",
+        "all",
+        "are",
+        "was",
+        "were",
+        "has",
+        "have",
+        "not",
+        "but",
+        "you",
+        "your",
+        "can",
+        "any",
+        "how",
+        "why",
+        "who",
+        "does",
+        "did",
+        "use",
+        "using",
+        "http",
+        "https",
+        "www",
+        "com",
+        "json",
+        "true",
+        "false",
+        "null",
+        "none",
+        "curl",
+        "api",
+        "post",
+        "put",
+        "delete",
+        "head",
+        "items",
+        "item",
+        "data",
+        "page",
+        "per",
+    ]
 )
 
 #: lists up to this long are kept whole
@@ -218,6 +273,56 @@ def _common(dropped: Sequence[Mapping[str, Scalar]]) -> str:
             if len(shared) == 2:
                 break
     return "all " + ", ".join(shared) if shared else ""
+
+
+#: fields that name a record, most telling first (compared lower-cased, last path part)
+NAME_FIELDS = (
+    "name",
+    "title",
+    "login",
+    "full_name",
+    "key",
+    "path",
+    "filename",
+    "file",
+    "id",
+    "sha",
+    "number",
+)
+_MAX_NAMES = 40
+
+
+def names(dropped: Sequence[Mapping[str, Scalar]]) -> str:
+    """``name: a, b, c`` for the omitted records, so that the reader knows what exists.
+
+    The field is the first of NAME_FIELDS that every dropped record has with a short
+    value, shortest path first (``metadata.name`` before ``spec.containers.name``).
+    """
+    if not dropped:
+        return ""
+    candidates: dict[str, int] = {}
+    for path in dropped[0]:
+        last = path.rsplit(".", 1)[-1].lower()
+        if last in NAME_FIELDS:
+            candidates[path] = NAME_FIELDS.index(last) * 10 + path.count(".")
+    usable: list[tuple[str, list[Scalar]]] = []
+    for path in sorted(candidates, key=lambda p: (candidates[p], p)):
+        values = [rec.get(path) for rec in dropped]
+        if all(
+            isinstance(v, str | int) and not isinstance(v, bool) and 0 < len(str(v)) <= 60 for v in values
+        ):
+            usable.append((path, values))
+    if not usable:
+        return ""
+    path, values = next(((p, v) for p, v in usable if len(set(v)) == len(v)), usable[0])
+    shown = ", ".join(str(v) for v in values[:_MAX_NAMES])
+    more = f", ... {len(values) - _MAX_NAMES} more" if len(values) > _MAX_NAMES else ""
+    return f"{path}: {shown}{more}"
+
+
+def describe(dropped: Sequence[Mapping[str, Scalar]]) -> str:
+    """What a run of omitted records is: the values they share, then their names."""
+    return "; ".join(x for x in (_common(dropped), names(dropped)) if x)
 
 
 def flatten(value: object, depth: int = 3, prefix: str = "") -> dict[str, Scalar]:

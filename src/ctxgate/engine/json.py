@@ -23,7 +23,7 @@ returned under the marker's retrieval key:
 * inside Kubernetes objects, bookkeeping and plumbing fields (``K8S_PLUMBING``: uids,
   resource versions, runtime ids, scheduler defaults, volumes and mounts) are dropped,
   listed in one marker line;
-* repeated values (objects, arrays, strings of 80+ characters) are written once, later
+* repeated values (objects, arrays, strings of 48+ characters) are written once, later
   copies read ``"[same as $.path]"``; strings holding pretty-printed JSON are minified.
 """
 
@@ -49,7 +49,8 @@ _LONG_STRING_CHARS = 600
 #: an array is sampled only when that drops at least this many characters (a marker costs ~90)
 _MIN_SAVED_CHARS = 1200
 #: repeated values at least this long (minified) are written once, later copies refer to it
-_MIN_REPEAT_CHARS = 80
+#: (when the reference is clearly shorter than the value)
+_MIN_REPEAT_CHARS = 48
 _SAME_AS = "[same as "
 
 #: Fields of Kubernetes objects that an agent debugging a workload rarely reads: server
@@ -115,10 +116,11 @@ def dedupe(value: Any) -> tuple[Any, int]:
         nonlocal count
         t = canon.get(id(v)) if isinstance(v, dict | list) else (_text(v) if isinstance(v, str) else None)
         if t is not None and len(t) >= _MIN_REPEAT_CHARS and not _is_marker(v):
-            if t in seen:
+            ref = seen.get(t)
+            if ref is not None and len(ref) + len(_SAME_AS) + 16 < len(t):
                 count += 1
-                return f"{_SAME_AS}{seen[t]}]"
-            seen[t] = path
+                return f"{_SAME_AS}{ref}]"
+            seen.setdefault(t, path)
         if isinstance(v, dict):
             return {
                 k: walk(x, path + (f".{k}" if _IDENT.match(k) else f"[{_dump(k)}]")) for k, x in v.items()
@@ -367,13 +369,11 @@ class Reduction:
         self.items_dropped += n - len(sel.kept)
         starts = {start: stop for start, stop in sel.gaps(n)}
         out: list[Any] = []
-        first = True
         for i in range(n):
             if i in starts:
                 stop = starts[i]
-                what = sel.summary if first else ""
+                what = _select.describe(records[i:stop])
                 out.append(omission_marker(stop - i, n, "items", what, self.key))
-                first = False
             if i in kept:
                 out.append(self.reduce(items[i]))
         return out

@@ -144,12 +144,10 @@ class TableCompressor:
                 kept = set(sel.kept)
                 gaps = {a: b for a, b in sel.gaps(len(rows))}
                 out: list[str] = []
-                first = True
                 for i, row in enumerate(rows):
                     if i in gaps:
-                        what = sel.summary if first else ""
+                        what = _select.describe(records[i : gaps[i]])
                         out.append(omission_marker(gaps[i] - i, len(rows), "rows", what, key))
-                        first = False
                     if i in kept:
                         out.append(row)
                 rows = out
