@@ -31,7 +31,7 @@ def test_finds_tool_results_with_their_calls() -> None:
     assert [m.tool_ids for m in conv.messages][1:3] == [("toolu_1",), ("toolu_1",)]
     assert conv.last_assistant == 3
     assert conv.query == "try again"
-    assert json.loads(conv.first_user) == [{"type": "text", "text": "fix the bug"}]
+    assert conv.first_user == "fix the bug"
     assert conv.cache_lifetime_s == 300
     assert conv.text[conv.messages_end :] == "]}"
 
@@ -79,7 +79,7 @@ def test_string_content_user_message_and_unknown_blocks_pass() -> None:
                          {"role": "assistant", "content": [{"type": "server_tool_use", "id": "s", "name": "web"}]},
                          {"role": "user", "content": [{"type": "web_search_tool_result", "tool_use_id": "s", "content": []}]}]}
     conv = anthropic.parse(json.dumps(body).encode())
-    assert conv.blocks == [] and conv.query == "hello" and conv.first_user == '"hello"'
+    assert conv.blocks == [] and conv.query == "hello" and conv.first_user == "hello"
     assert anthropic.find_blocks(json.dumps(body).encode()) == []
 
 
@@ -87,3 +87,10 @@ def test_string_content_user_message_and_unknown_blocks_pass() -> None:
 def test_rejects_bodies_without_messages(raw: bytes) -> None:
     with pytest.raises(ValueError):
         anthropic.parse(raw)
+
+
+def test_fingerprint_text_ignores_a_moved_cache_control() -> None:
+    turns = [("user", "fix the bug")]
+    body = json.loads(anthropic_request(turns))
+    body["messages"][0]["content"][0]["cache_control"] = {"type": "ephemeral"}
+    assert anthropic.parse(json.dumps(body).encode()).first_user == anthropic.parse(anthropic_request(turns)).first_user

@@ -30,7 +30,7 @@ def test_finds_tool_messages_with_their_calls() -> None:
     assert [m.role for m in conv.messages] == ["system", "user", "assistant", "tool", "tool", "user"]
     assert conv.messages[2].tool_ids == ("call_1", "call_2")
     assert conv.last_assistant == 2 and conv.query == "and now?"
-    assert conv.first_user == '"fix the bug"'
+    assert conv.first_user == "fix the bug"
     assert conv.cache_lifetime_s == 3600
 
 

@@ -21,7 +21,7 @@ def test_finds_function_call_outputs() -> None:
     assert [(b.tool_id, b.tool_name, b.text) for b in conv.blocks] == [("fc_1", "shell", "a.py\nb.py")]
     assert [m.role for m in conv.messages] == ["user", "function_call", "function_call_output", "user"]
     assert conv.last_assistant == 1 and conv.query == "thanks"
-    assert json.loads(conv.first_user) == [{"type": "input_text", "text": "list files"}]
+    assert conv.first_user == "list files"
 
 
 def test_reasoning_items_count_as_model_output_and_parts_are_blocks() -> None:
@@ -40,7 +40,7 @@ def test_reasoning_items_count_as_model_output_and_parts_are_blocks() -> None:
 
 def test_string_input_has_no_blocks() -> None:
     conv = openai_responses.parse(b'{"model": "gpt-5", "input": "hello"}')
-    assert conv.blocks == [] and conv.query == "hello" and conv.first_user == '"hello"'
+    assert conv.blocks == [] and conv.query == "hello" and conv.first_user == "hello"
     assert openai_responses.find_blocks(b'{"model": "gpt-5"}') == []
 
 

@@ -186,7 +186,8 @@ class Conversation:
     calls: dict[str, ToolCall] = field(default_factory=dict)
     #: index of the last assistant message (or model output item), -1 when none
     last_assistant: int = -1
-    #: raw JSON text of the first user message's content ("" when none), for session fingerprints
+    #: text of the first user message ("" when none), for session fingerprints; only the text, so
+    #: that a ``cache_control`` a client adds or moves does not change it
     first_user: str = ""
     #: text of the latest user message, the query for query-aware compression
     query: str | None = None

@@ -21,6 +21,7 @@ from ctxgate.conversation._base import (
     scan,
     splice,
     text_blocks,
+    text_of,
 )
 
 __all__ = ["Edit", "find_blocks", "parse", "splice"]
@@ -55,7 +56,7 @@ def parse(raw: bytes) -> Conversation:
                     ids.append(tid)
         elif role == "user" and content is not None:
             if first_user is None:
-                first_user = text[content.start : content.end]
+                first_user = text_of(content)
             texts = [b.str_of("text") for b in content.items() if b.str_of("type") == "text"]
             if content.kind != ARRAY:
                 conv.query = str(content.value)

@@ -64,7 +64,7 @@ def parse(raw: bytes) -> Conversation:
             )
         elif role == "user" and content is not None:
             if first_user is None:
-                first_user = text[content.start : content.end]
+                first_user = text_of(content)
             conv.query = text_of(content) or conv.query
         conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
         conv.messages_end = m.end

@@ -51,7 +51,7 @@ def parse(raw: bytes) -> Conversation:
     conv = Conversation(text=text, messages=[], blocks=[], cache_lifetime_s=CACHE_LIFETIME_S)
     if items is None or items.kind != ARRAY:
         if items is not None:
-            conv.first_user = text[items.start : items.end]
+            conv.first_user = text_of(items)
             conv.query = text_of(items)
             conv.messages_end = items.end
         return conv
@@ -80,7 +80,7 @@ def parse(raw: bytes) -> Conversation:
             content = it.get("content")
             if content is not None:
                 if first_user is None:
-                    first_user = text[content.start : content.end]
+                    first_user = text_of(content)
                 conv.query = text_of(content) or conv.query
         conv.messages.append(Message(role, it.start, it.end, tuple(ids)))
         conv.messages_end = it.end
