@@ -145,11 +145,15 @@ def test_recent_row_price_is_the_price_used(c: TestClient) -> None:
 def test_sessions_lists_active_sessions(c: TestClient) -> None:
     msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     c.post("/v1/compress", json={"messages": msgs}, headers={"x-ctxgate-session-id": "abc-1"})
+    record(c, make_row(session="abc-1"))
     s = c.get("/sessions").json()
-    assert set(s) >= {"active_sessions", "sessions"}
-    assert s["active_sessions"] == len(s["sessions"])
-    if hasattr(c.app.state.ctx.pipeline, "active_sessions"):  # type: ignore[attr-defined]
-        assert "abc-1" in [x["session_id"] for x in s["sessions"]]
+    assert set(s) >= {"active_sessions", "max_sessions", "session_ttl_seconds", "sessions"}
+    assert s["active_sessions"] == len(s["sessions"]) == 1
+    one = s["sessions"][0]
+    assert one["session_id"] == "abc-1" and one["user_id"] == "anonymous"
+    assert 0 <= one["last_active_seconds_ago"] <= 60
+    assert one["tokens_saved"] == 6_000 and one["requests"] == 1
+    assert c.get("/sessions", params={"within_s": 1}).json()["active_sessions"] in (0, 1)
 
 
 def test_reads_answer_503_when_the_ledger_is_down(c: TestClient) -> None:

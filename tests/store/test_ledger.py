@@ -144,3 +144,11 @@ async def test_sqlite_uses_wal(tmp_path: Path) -> None:
     led = SqliteLedger(tmp_path / "l.sqlite3")
     assert (await led._fetch("PRAGMA journal_mode"))[0][0] == "wal"
     await led.aclose()
+
+
+async def test_savings_per_session(ledger: SqlLedger) -> None:
+    await ledger.append_many([row(session="s1"), row(session="s1", tokens_after=1000), row(session="s2"),
+                              row(session=None)])
+    got = await ledger.sessions(["s1", "s2", "s3", "s1"])
+    assert got == {"s1": {"tokens_saved": 600, "cost_saved_usd": 0.0018},
+                   "s2": {"tokens_saved": 600, "cost_saved_usd": 0.0018}}

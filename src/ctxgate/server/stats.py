@@ -207,7 +207,25 @@ async def sessions(
             found = list(await active(None, within_s))
         except StoreError as exc:
             raise RequestRejected(f"session store unavailable: {type(exc).__name__}", 503) from exc
-    return {"active_sessions": len(found), "session_ttl_seconds": within_s, "sessions": found}
+    now = time.time()
+    savings: dict[str, dict[str, Any]] = {}
+    if found and ctx.ledger is not None:
+        try:
+            await ctx.recorder.flush()
+            savings = await ctx.ledger.sessions([str(x.get("session_id")) for x in found])
+        except StoreError:
+            savings = {}
+    sessions_out = []
+    for x in found:
+        item = dict(x)
+        item.setdefault("user_id", x.get("user"))
+        last = x.get("last_seen")
+        if isinstance(last, int | float):
+            item.setdefault("last_active_seconds_ago", max(0, round(now - last)))
+        item.update(savings.get(str(x.get("session_id")), {"tokens_saved": 0, "cost_saved_usd": 0.0}))
+        sessions_out.append(item)
+    return {"active_sessions": len(sessions_out), "max_sessions": ctx.settings.decision_max_entries,
+            "session_ttl_seconds": within_s, "sessions": sessions_out}
 
 
 @router.get("/pricing")

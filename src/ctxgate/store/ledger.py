@@ -257,6 +257,19 @@ class SqlLedger:
         r = recs[0]
         return Lifetime(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), float(r[5]))
 
+    async def sessions(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Tokens and dollars saved per session, for the given session ids."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            recs = await self._fetch(
+                "SELECT session, COALESCE(SUM(tokens_saved), 0), COALESCE(SUM(usd_saved), 0) FROM ledger"
+                f" WHERE session IN ({', '.join('?' for _ in chunk)}) GROUP BY session", chunk)
+            for sid, saved, usd in recs:
+                out[str(sid)] = {"tokens_saved": int(saved), "cost_saved_usd": round(float(usd), 6)}
+        return out
+
     async def models(self, limit: int = 200) -> list[str]:
         recs = await self._fetch(
             "SELECT model, MAX(ts) FROM ledger GROUP BY model ORDER BY 2 DESC LIMIT ?", [limit])
