@@ -33,6 +33,7 @@ from ctxgate.engine.grep import GrepCompressor
 from ctxgate.engine.html import HtmlCompressor
 from ctxgate.engine.json import JsonCompressor
 from ctxgate.engine.logs import LogCompressor
+from ctxgate.engine.prose import ProseCompressor
 from ctxgate.engine.sections import SectionsCompressor
 from ctxgate.engine.table import TableCompressor
 
@@ -46,6 +47,7 @@ COMPRESSORS: tuple[Compressor, ...] = (
     GrepCompressor(),
     HtmlCompressor(),
     LogCompressor(),
+    ProseCompressor(),
     SectionsCompressor(),
 )
 

@@ -1,0 +1,413 @@
+"""Markdown, reStructuredText and plain prose: extractive, in whole units.
+
+Lossless (levels ``lossless`` and ``balanced``): trailing whitespace removed.
+
+``balanced`` adds, never cutting a paragraph or a sentence:
+
+* hard-wrapped paragraphs are joined into one line each (line breaks inside a
+  paragraph carry no content; code, tables, lists, headings, field lists and
+  literal blocks are left as they are);
+* exact and near-duplicate paragraphs (same word 3-grams for 85% or more) after
+  their first occurrence are dropped;
+* boilerplate is dropped: badge lines, editor-variable comment blocks, link
+  reference lists (markdown ``[label]: url``, rst footnotes ``.. [1]`` and
+  targets ``.. _name: url``);
+* a short copyright or license section becomes one marker;
+* code examples longer than ``LONG_CODE`` lines keep their first 15 and last 5
+  lines, with a marker for the middle;
+* when the request (``ctx.query``) names what is wanted, whole sections that
+  share none of its words are dropped, keeping the introduction and the
+  headings' outline; the marker names the omitted headings.
+
+Every drop is announced in place by ``omission_marker`` with the retrieval key of
+the whole original.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
+_MD_HEADING = re.compile(r"^(#{1,6})\s+\S")
+_NO_JOIN = re.compile(
+    r"^\s*(?:[-*+]\s|\d+[.)]\s|#\.?\s|#{1,6}\s|\.\.\s|\||\+[-=]|>|<(?!https?:|mailto:)[A-Za-z/!]|:[\w -]+:(?:\s|$)|[=\-~^]{3,}\s*$|\[[^\]]+\]:\s)"
+)
+#: an rst directive whose indented body is not prose (code, tables, math, raw)
+_LITERAL_DIRECTIVE = re.compile(
+    r"^\s*\.\. (?!(?:note|warning|tip|important|caution|attention|danger|error|hint|seealso|admonition|"
+    r"versionadded|versionchanged|deprecated|topic|sidebar|rubric)::)[\w:-]+::"
+)
+_FIELD = re.compile(r"^[A-Z][\w-]*:\s")
+_BADGE = re.compile(r"^\s*(?:\[?!\[[^\]]*\]\([^)]*\)\]?(?:\([^)]*\))?\s*)+$")
+_LINK_DEF = re.compile(r"^\s*\[([^\]]+)\]:\s+\S+|^\.\. (?:\[[^\]]+\]|_[^:]+:)(?:\s|$)")
+_EDITOR_VARS = re.compile(r"Local Variables:.*?End:", re.S)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "is",
+        "are",
+        "was",
+        "be",
+        "it",
+        "this",
+        "that",
+        "as",
+        "by",
+        "at",
+        "from",
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "which",
+        "who",
+        "does",
+        "do",
+        "can",
+        "i",
+        "you",
+        "we",
+        "they",
+        "my",
+        "our",
+        "your",
+        "please",
+        "about",
+        "into",
+        "not",
+        "no",
+        "yes",
+    ]
+)
+
+
+@dataclass(slots=True)
+class _Block:
+    start: int  # first line index
+    lines: list[str]
+    kind: str  # "para", "code", "table", "blank", "heading", "marker"
+
+
+class ProseCompressor:
+    name = "prose"
+    min_tokens = 200
+
+    def score(self, text: str, ctx: Context) -> float:
+        head = text[:8000]
+        lines = [ln for ln in head.split("\n") if ln.strip()]
+        if len(lines) < 3:
+            return -1.0
+        wordy = sum(
+            1
+            for ln in lines
+            if len(_WORD.findall(ln.lower())) >= 6 and not ln.lstrip().startswith(("{", "<"))
+        )
+        frac = wordy / len(lines)
+        headings = sum(1 for ln in lines if _MD_HEADING.match(ln) or _UNDERLINE.match(ln))
+        if frac < 0.3:
+            return -1.0
+        return min(0.5, 0.2 + frac / 4 + (0.05 if headings else 0.0))
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        lines = [ln.rstrip() for ln in text.split("\n")]
+        transforms = ["prose:trailing"] if "\n".join(lines) != text else []
+        if ctx.level != "balanced":
+            return Result("\n".join(lines), tuple(transforms))
+        key = retrieval_key(text)
+        blocks = _blocks(lines)
+        dropped = _drop_duplicates(blocks, key) + _drop_boilerplate(blocks, key)
+        if ctx.query:
+            dropped += _drop_far_sections(blocks, ctx.query, key)
+        if dropped:
+            transforms.append("prose:dedupe")
+        out: list[str] = []
+        joined = False
+        for b in blocks:
+            if b.kind == "para":
+                para = _unwrap(b.lines)
+                joined = joined or len(para) < len(b.lines)
+                out.extend(para)
+            else:
+                out.extend(b.lines)
+        if joined:
+            transforms.append("prose:unwrap")
+        originals = (Original(key, text),) if dropped else ()
+        return Result("\n".join(out), tuple(transforms), originals)
+
+
+def _blocks(lines: list[str]) -> list[_Block]:
+    """Paragraphs, code (fenced or rst literal), headings and blank lines."""
+    blocks: list[_Block] = []
+    i = 0
+    n = len(lines)
+    #: indentation of the previous paragraph when it ended with "::" (an rst literal block follows)
+    literal_after: int | None = None
+    literal_kind = "code"
+    while i < n:
+        line = lines[i]
+        if not line:
+            blocks.append(_Block(i, [line], "blank"))
+            i += 1
+            continue
+        if _FENCE.match(line):
+            fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
+            j = i + 1
+            while j < n and not lines[j].lstrip().startswith(fence):
+                j += 1
+            j = min(n, j + 1)
+            blocks.append(_Block(i, lines[i:j], "code"))
+            i = j
+            continue
+        if literal_after is not None and _indent(line) > literal_after:
+            j = i
+            while j < n and (not lines[j] or _indent(lines[j]) > literal_after):
+                j += 1
+            while j > i and not lines[j - 1]:
+                j -= 1
+            blocks.append(_Block(i, lines[i:j], literal_kind))
+            literal_after = None
+            i = j
+            continue
+        if _MD_HEADING.match(line) or (
+            i + 1 < n and _UNDERLINE.match(lines[i + 1]) and len(lines[i + 1]) >= 3
+        ):
+            end = i + 1 if _MD_HEADING.match(line) else i + 2
+            blocks.append(_Block(i, lines[i:end], "heading"))
+            i = end
+            continue
+        j = i
+        while j < n and lines[j] and not _FENCE.match(lines[j]):
+            if j > i and j + 1 < n and _UNDERLINE.match(lines[j + 1]):
+                break
+            j += 1
+        blocks.append(_Block(i, lines[i:j], "para"))
+        literal = lines[j - 1].endswith("::") or _LITERAL_DIRECTIVE.match(lines[i]) is not None
+        literal_after = _indent(lines[i]) if literal else None
+        literal_kind = "table" if re.match(r"^\s*\.\. [\w-]*table::", lines[i]) else "code"
+        i = j
+    return blocks
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _unwrap(para: list[str]) -> list[str]:
+    """Join the hard-wrapped lines of one paragraph; structured lines stay as they are."""
+    if (
+        len(para) < 2
+        or any(_FIELD.match(ln) for ln in para[:2])
+        and all(_FIELD.match(ln) or ln[:1] in (" ", "\t") for ln in para)
+    ):
+        return para
+    out = [para[0]]
+    for line in para[1:]:
+        prev = out[-1]
+        indent = len(line) - len(line.lstrip())
+        prev_indent = len(prev) - len(prev.lstrip())
+        bullet = re.match(r"^\s*(?:[-*+]|\d+[.)])\s+", prev)
+        same_block = indent == prev_indent or (bullet is not None and prev_indent < indent <= prev_indent + 4)
+        structured = (
+            prev.rstrip().endswith(("::", "|")) or re.match(r"\s*(?:\||<[A-Za-z/!])", prev) is not None
+        )
+        if same_block and not structured and not _NO_JOIN.match(line):
+            out[-1] = prev + " " + line.strip()
+        else:
+            out.append(line)
+    return out
+
+
+def _shingles(lines: list[str]) -> set[tuple[str, ...]]:
+    words = _WORD.findall(" ".join(lines).lower())
+    return {tuple(words[k : k + 3]) for k in range(max(0, len(words) - 2))}
+
+
+def _drop_duplicates(blocks: list[_Block], key: str) -> int:
+    """Exact and near-duplicate paragraphs (and code blocks) after their first occurrence."""
+    seen_exact: dict[str, int] = {}
+    index: dict[tuple[str, ...], list[int]] = {}
+    sets: list[set[tuple[str, ...]]] = []
+    dropped = 0
+    for b in blocks:
+        if b.kind not in ("para", "code"):
+            continue
+        body = "\n".join(b.lines).strip()
+        if len(body) < 40:
+            continue
+        if body in seen_exact:
+            _replace(
+                b,
+                omission_marker(1, seen_exact[body] + 1, "paragraphs", "exact repeat of an earlier one", key),
+            )
+            seen_exact[body] += 1
+            dropped += 1
+            continue
+        seen_exact[body] = 1
+        sh = _shingles(b.lines)
+        if len(sh) < 12 or b.kind == "code":
+            continue
+        counts: dict[int, int] = {}
+        for s in sh:
+            for k in index.get(s, ()):
+                counts[k] = counts.get(k, 0) + 1
+        best = max(counts.items(), key=lambda kv: kv[1], default=(-1, 0))
+        if best[0] >= 0 and best[1] / max(len(sh), len(sets[best[0]])) >= 0.85:
+            _replace(b, omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key))
+            dropped += 1
+            continue
+        k = len(sets)
+        sets.append(sh)
+        for s in sh:
+            index.setdefault(s, []).append(k)
+    return dropped
+
+
+def _replace(b: _Block, marker: str) -> None:
+    b.lines = [marker]
+    b.kind = "marker"
+
+
+def _drop_boilerplate(blocks: list[_Block], key: str) -> int:
+    dropped = 0
+    for b in blocks:
+        if b.kind == "marker":
+            continue
+        body = "\n".join(b.lines)
+        if b.kind == "para" and all(_BADGE.match(ln) for ln in b.lines):
+            _replace(b, omission_marker(len(b.lines), len(b.lines), "lines", "badge images", key))
+            dropped += 1
+        elif b.kind in ("para", "code") and _EDITOR_VARS.search(body) and len(body) < 400:
+            _replace(b, omission_marker(len(b.lines), len(b.lines), "lines", "editor settings comment", key))
+            dropped += 1
+    return dropped + _drop_link_lists(blocks, key) + _drop_license(blocks, key) + _trim_long_code(blocks, key)
+
+
+_LICENSE = re.compile(r"^#*\s*(?:copyright|licen[cs]e)\s*$", re.I)
+LONG_CODE = 30  # lines; longer code examples keep their head and tail
+_CODE_HEAD, _CODE_TAIL = 15, 5
+
+
+def _drop_license(blocks: list[_Block], key: str) -> int:
+    """A short copyright or license section (heading and body) becomes one marker."""
+    for k, b in enumerate(blocks):
+        if b.kind != "heading" or not _LICENSE.match(b.lines[0].strip()):
+            continue
+        end = k + 1
+        while end < len(blocks) and blocks[end].kind != "heading":
+            end += 1
+        body = [ln for bb in blocks[k + 1 : end] for ln in bb.lines if ln]
+        if sum(len(ln) for ln in body) > 600 or any(bb.kind == "marker" for bb in blocks[k + 1 : end]):
+            continue
+        for bb in blocks[k + 1 : end]:
+            bb.lines, bb.kind = [], "marker"
+        n = len(body) + len(b.lines)
+        _replace(b, omission_marker(n, n, "lines", f"{b.lines[0].strip('# ')} notice", key))
+        return 1
+    return 0
+
+
+def _trim_long_code(blocks: list[_Block], key: str) -> int:
+    """Code examples longer than ``LONG_CODE`` lines keep their first and last lines."""
+    trimmed = 0
+    for b in blocks:
+        if b.kind != "code" or len(b.lines) <= LONG_CODE:
+            continue
+        fenced = _FENCE.match(b.lines[0]) is not None and _FENCE.match(b.lines[-1]) is not None
+        inner = b.lines[1:-1] if fenced else b.lines
+        cut = inner[_CODE_HEAD : len(inner) - _CODE_TAIL]
+        indent = re.match(r"^\s*", inner[0]).group(0)  # type: ignore[union-attr]
+        marker = indent + omission_marker(len(cut), len(inner), "lines", "middle of a long code example", key)
+        middle = [*inner[:_CODE_HEAD], marker, *inner[len(inner) - _CODE_TAIL :]]
+        b.lines = [b.lines[0], *middle, b.lines[-1]] if fenced else middle
+        trimmed += 1
+    return trimmed
+
+
+def _is_link_defs(b: _Block) -> bool:
+    return (
+        b.kind == "para"
+        and _LINK_DEF.match(b.lines[0]) is not None
+        and all(_LINK_DEF.match(ln) or ln[:1] in (" ", "\t") for ln in b.lines)
+    )
+
+
+def _drop_link_lists(blocks: list[_Block], key: str) -> int:
+    """Runs of link-definition blocks (blank lines between them included) become one marker."""
+    dropped = 0
+    k = 0
+    while k < len(blocks):
+        if not _is_link_defs(blocks[k]):
+            k += 1
+            continue
+        run = [k]
+        j = k + 1
+        while j < len(blocks) and (blocks[j].kind == "blank" or _is_link_defs(blocks[j])):
+            if blocks[j].kind != "blank":
+                run.append(j)
+            j += 1
+        defs = sum(1 for r in run for ln in blocks[r].lines if _LINK_DEF.match(ln))
+        for r in range(k, run[-1] + 1):
+            blocks[r].lines = []
+            blocks[r].kind = "marker"
+        what = "link reference list (footnotes and link targets)"
+        blocks[k].lines = [omission_marker(defs, defs, "link definitions", what, key)]
+        dropped += 1
+        k = j
+    return dropped
+
+
+def _drop_far_sections(blocks: list[_Block], query: str, key: str) -> int:
+    """Drop whole sections that share no word with the request, naming their headings."""
+    terms = {w for w in _WORD.findall(query.lower()) if len(w) >= 4 and w not in _STOP}
+    if not terms:
+        return 0
+    sections: list[list[int]] = [[]]
+    for k, b in enumerate(blocks):
+        if b.kind == "heading":
+            sections.append([])
+        sections[-1].append(k)
+    if len(sections) < 3:
+        return 0
+    hits = []
+    for sec in sections:
+        words = set(_WORD.findall(" ".join(ln for k in sec for ln in blocks[k].lines).lower()))
+        hits.append(len(terms & words))
+    # the introduction: text before the first heading, or the first section when there is none
+    intro = 0 if any(blocks[k].kind == "para" for k in sections[0]) else 1
+    if not any(hits[intro + 1 :]):
+        return 0
+    dropped = 0
+    run: list[int] = []
+    for s, _sec in enumerate([*sections, []]):
+        far = intro < s < len(sections) and hits[s] == 0
+        if far:
+            run.append(s)
+            continue
+        if run:
+            names = [" ".join(blocks[sections[r][0]].lines[0].lstrip("#").split()) for r in run]
+            what = "sections not about the request: " + ", ".join(f'"{n[:60]}"' for n in names)
+            first = blocks[sections[run[0]][0]]
+            for r in run:
+                for k in sections[r]:
+                    blocks[k].lines = []
+                    blocks[k].kind = "marker"
+            first.lines = [omission_marker(len(run), len(sections) - 1, "sections", what, key), ""]
+            dropped += len(run)
+            run = []
+    return dropped

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from types import ModuleType
+
+from ctxgate.engine._api import Context, retrieval_key
+from ctxgate.engine.prose import LONG_CODE, ProseCompressor
+
+PROSE = ProseCompressor()
+BAL = Context(tool_name="WebFetch", level="balanced")
+MARKER = re.compile(r"\[\.\.\. (\d+) of (\d+) ([\w ]+) omitted: (.*); retrieve: (ctx_\w+)\]")
+
+PARA_A = (
+    "The gateway sits between the agent and the provider.\nIt shrinks tool outputs before they are sent,\n"
+    "and it never touches the system prompt or the user's own words."
+)
+PARA_B = "Lossy transforms are always visible: every drop is announced\nin place, with a count and a retrieval key."
+
+
+def _doc() -> str:
+    return "\n".join(
+        [
+            "# Context gateway",
+            "",
+            "[![build](https://ci.example.com/badge.svg)](https://ci.example.com) [![pypi](https://img.shields.io/x.svg)](https://pypi.org/x)",
+            "",
+            PARA_A,
+            "",
+            "## Installation",
+            "",
+            "Install it with pip, then point your client at it.",
+            "",
+            "```bash",
+            "pip install ctxgate",
+            "```",
+            "",
+            PARA_B,
+            "",
+            "## Caching",
+            "",
+            PARA_A,  # exact repeat
+            "",
+            "The cache keeps every decision so that the same bytes go upstream on every later turn of the session.",
+            "",
+            "## Notes",
+            "",
+            "- first item that wraps",
+            "  onto a second line",
+            "- second item",
+            "",
+            "[gh]: https://github.com/example/ctxgate",
+            "[docs]: https://docs.example.com",
+            "",
+            "## License",
+            "",
+            "MIT, see LICENSE.",
+        ]
+    )
+
+
+def test_score() -> None:
+    assert 0.2 <= PROSE.score(_doc(), BAL) <= 0.5
+    assert PROSE.score('{"a": 1}\n{"b": 2}\n{"c": 3}\n', BAL) < 0
+    assert PROSE.score("x = 1\ny = 2\nz = 3\nprint(x)\n", BAL) < 0
+
+
+def test_balanced_units_dropped_with_markers_text_intact() -> None:
+    text = _doc()
+    r = PROSE.compress(text, BAL)
+    out = r.text
+    flat = " ".join(out.split())
+    assert " ".join(PARA_A.split()) in flat and " ".join(PARA_B.split()) in flat
+    assert flat.count("The gateway sits between the agent") == 1
+    assert "exact repeat of an earlier one" in out
+    assert "badge images" in out and "img.shields.io" not in out
+    assert "link reference list" in out and "https://docs.example.com" not in out
+    assert "License notice" in out and "MIT, see LICENSE." not in out
+    assert "```bash\npip install ctxgate\n```" in out
+    assert "- first item that wraps onto a second line" in out
+    assert "# Context gateway" in out and "## Installation" in out
+    key = retrieval_key(text)
+    markers = MARKER.findall(out)
+    assert markers and all(m[4] == key for m in markers)
+    assert r.originals[0].text == text
+
+
+def test_wrapped_paragraphs_joined_not_cut() -> None:
+    out = PROSE.compress(PARA_A + "\n\n" + PARA_B, BAL).text
+    assert out.split("\n\n") == [" ".join(PARA_A.split("\n")), " ".join(PARA_B.split("\n"))]
+
+
+def test_rst_literal_and_code_directive_untouched() -> None:
+    code = ["    def f(x):", "        return x", "    y = f(1)", "    z = f(2)"]
+    other = [ln.replace("f(", "g(") for ln in code]
+    text = "\n".join(["Example::", "", *code, "", ".. code-block:: python", "", *other, "", "Done."])
+    out = PROSE.compress(text, BAL).text
+    assert "\n".join(code) in out and "\n".join(other) in out
+
+
+def test_near_duplicate_paragraph_dropped() -> None:
+    base = " ".join(f"word{i}" for i in range(40))
+    near = base.replace("word20", "changed")
+    out = PROSE.compress(f"{base}\n\nmiddle paragraph with its own words entirely\n\n{near}", BAL).text
+    assert base in out and near not in out and "near-repeat" in out
+
+
+def test_long_code_keeps_head_and_tail() -> None:
+    body = [f"line_{i} = {i}" for i in range(LONG_CODE + 20)]
+    text = "\n".join(["Some intro text for the example below, long enough.", "", "```python", *body, "```"])
+    out = PROSE.compress(text, BAL).text
+    assert "line_0 = 0" in out and f"line_{len(body) - 1} =" in out and "line_25 = 25" not in out
+    m = MARKER.search(out)
+    assert m and m.group(3) == "lines" and int(m.group(1)) == len(body) - 20 and int(m.group(2)) == len(body)
+
+
+def test_query_drops_far_sections_naming_them() -> None:
+    sections = []
+    for name, words in (
+        ("Installation", "pip wheel virtualenv"),
+        ("Caching", "decision store replay"),
+        ("Pricing", "dollars tokens invoice"),
+    ):
+        sections += [f"## {name}", "", f"This section talks about {words} in some detail.", ""]
+    text = "\n".join(["# Guide", "", "Intro paragraph about the guide itself.", "", *sections])
+    out = PROSE.compress(
+        text, Context(level="balanced", query="how does the decision store replay work?")
+    ).text
+    assert "decision store replay" in out and "Intro paragraph" in out
+    assert "pip wheel" not in out and "dollars" not in out
+    assert '"Installation"' in out and '"Pricing"' in out
+
+
+def test_lossless_level_only_trailing_whitespace() -> None:
+    text = _doc().replace("\n", "  \n", 2)
+    r = PROSE.compress(text, Context(level="lossless"))
+    assert r.text == "\n".join(ln.rstrip() for ln in text.split("\n")) and not r.originals
+
+
+def _score_module(corpus: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_corpus_question_recall(corpus: Path) -> None:
+    score = _score_module(corpus)
+    folder = corpus / "outputs" / "prose"
+    outputs = {
+        f.name: score.norm_loose(PROSE.compress(f.read_text(), BAL).text)
+        for f in folder.iterdir()
+        if f.suffix != ".jsonl"
+    }
+    credit = []
+    for line in (folder / "questions.jsonl").read_text().splitlines():
+        q = json.loads(line)
+        answers = [score.norm_loose(a) for a in q["answers"]]
+        found = [a for a in answers if a and a in outputs[q["file"]]]
+        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
+    assert sum(credit) / len(credit) >= 0.98
