@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from tests.conftest import ROOT
 from tests.server.live import LiveServer, ctxgate_command, metric
@@ -36,6 +37,20 @@ def compress(url: str, user: str, model: str = "gpt-4o") -> dict:  # type: ignor
                    headers={"x-maas-username": user, "connection": "close"}, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+def served_by_pid(prom_dir: Path) -> dict[str, float]:
+    """headroom_requests_total per worker process, from the Prometheus multiprocess files."""
+    out = {}
+    for f in prom_dir.glob("counter_*.db"):
+        values = MmapedDict(str(f))
+        try:
+            n = sum(v for key, v, *_ in values.read_all_values() if key.startswith('["headroom_requests"'))
+        finally:
+            values.close()
+        if n:
+            out[f.stem] = n
+    return out
 
 
 def test_totals_survive_a_restart(tmp_path: Path) -> None:
@@ -67,6 +82,8 @@ def test_workers_share_one_sqlite_file_and_one_counter(tmp_path: Path) -> None:
         one = compress(srv.url, "solo")
         assert metric(httpx.get(srv.url + "/metrics").text, "headroom_requests_total") == before + n + 1
         results.append(one)
+        served = served_by_pid(tmp_path / "prometheus")
+    assert len(served) >= 2 and sum(served.values()) == n + 1  # several workers really served the calls
     ids = {r["request_id"] for r in results}
     assert len(ids) == n + 1
     with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from ctxgate import __version__
+from ctxgate import __version__, tokens
 from ctxgate.errors import StoreError
 from ctxgate.pipeline import Pipeline, build_pipeline
 from ctxgate.pricing import PriceTable
@@ -70,6 +70,12 @@ async def refresh_prices(settings: Settings, table: PriceTable) -> None:
         await source.aclose()
 
 
+def warm_up() -> None:
+    """Load the BPE vocabularies the token counters use (local files, no network)."""
+    for model in ("gpt-4o", "gpt-4"):
+        tokens.count("warm up", model)
+
+
 def _build_pipeline(settings: Settings, prices: PriceTable) -> Pipeline:
     def price_of(model: str) -> float | None:
         p = prices.lookup(model)
@@ -113,6 +119,8 @@ def create_app(
             if pipeline is None:
                 ctx.pipeline = _build_pipeline(settings, prices)
         runs += 1
+        # load the token vocabularies now, not on the first request (it would blow its time budget)
+        await asyncio.to_thread(warm_up)
         recorder.start()
         refresher = None
         if settings.pricing_source == "postgres":
