@@ -270,12 +270,16 @@ async def test_time_budget() -> None:
 async def test_validate_catches_changed_structure() -> None:
     raw = anthropic_request(T2)
     conv = anthropic.parse(raw)
-    assert _validate(raw, raw, conv, "anthropic", {}) is None
+    assert _validate(raw, conv, "anthropic", {}) is None
     body = json.loads(raw)
     body["messages"].pop()
-    assert "changed" in (_validate(raw, json.dumps(body).encode(), conv, "anthropic", {}) or "")
-    assert "does not hold" in (_validate(raw, raw, conv, "anthropic", {0: "other"}) or "")
-    assert "not valid" in (_validate(raw, b"{", conv, "anthropic", {}) or "")
+    assert "changed" in (_validate(json.dumps(body).encode(), conv, "anthropic", {}) or "")
+    body = json.loads(raw)
+    body["messages"][1]["content"][0]["id"] = "other"
+    assert "changed" in (_validate(json.dumps(body).encode(), conv, "anthropic", {}) or "")
+    assert "decided texts" in (_validate(raw, conv, "anthropic", {0: "other"}) or "")
+    assert "not valid" in (_validate(b"{", conv, "anthropic", {}) or "")
+    assert "not valid" in (_validate(b"[]", conv, "anthropic", {}) or "")
 
 
 async def test_active_sessions_and_keys() -> None:

@@ -251,6 +251,26 @@ def text_of(node: Node | None) -> str:
     return "\n".join(parts)
 
 
+def output_texts(content: Any) -> list[str]:
+    """The replaceable texts of a tool output as ``json.loads`` returns it (same order as ``text_blocks``)."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [
+        p["text"]
+        for p in content
+        if isinstance(p, dict) and isinstance(p.get("text"), str) and p.get("type") in ("text", "input_text", "output_text")
+    ]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+Outline = tuple[list[tuple[str, tuple[str, ...]]], list[str]]
+
+
 def text_blocks(
     content: Node | None, *, message: int, tool_id: str, call: ToolCall | None, is_error: bool, first: int
 ) -> list[Block]:

@@ -8,6 +8,7 @@ are candidates. ``system``, ``tools``, text, ``thinking``/``redacted_thinking``,
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
@@ -16,15 +17,18 @@ from ctxgate.conversation._base import (
     Conversation,
     Edit,
     Message,
+    Outline,
     ToolCall,
+    _str,
     decode,
+    output_texts,
     scan,
     splice,
     text_blocks,
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "parse", "splice"]
+__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
 
 _TTL_1H = re.compile(r'"ttl"\s*:\s*"1h"')
 #: Anthropic's prompt cache lives 5 minutes after its last use, 1 hour with ``"ttl": "1h"``
@@ -85,3 +89,27 @@ def parse(raw: bytes) -> Conversation:
 
 def find_blocks(raw: bytes) -> list[Block]:
     return parse(raw).blocks
+
+
+def outline(data: Any) -> Outline:
+    """Roles and tool ids of every message, and the tool-output texts, of a ``json.loads``-ed body.
+
+    An independent reading of the same structure ``parse`` finds: the pipeline validates its
+    output by comparing the two.
+    """
+    shape: list[tuple[str, tuple[str, ...]]] = []
+    texts: list[str] = []
+    for m in data["messages"]:
+        role = _str(m.get("role")) or "?"
+        content = m.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        ids: list[str] = []
+        if role == "assistant":
+            ids = [_str(b.get("id")) or "" for b in blocks if b.get("type") == "tool_use"]
+        elif role == "user":
+            for b in blocks:
+                if b.get("type") == "tool_result":
+                    ids.append(_str(b.get("tool_use_id")) or "")
+                    texts += output_texts(b.get("content"))
+        shape.append((role, tuple(ids)))
+    return shape, texts

@@ -8,6 +8,7 @@ values are candidates. System/developer/user/assistant messages, ``tool_calls``
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
@@ -16,15 +17,18 @@ from ctxgate.conversation._base import (
     Conversation,
     Edit,
     Message,
+    Outline,
     ToolCall,
+    _str,
     decode,
+    output_texts,
     scan,
     splice,
     text_blocks,
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "parse", "splice"]
+__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
 
 #: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
 #: 24 hours with ``"prompt_cache_retention": "24h"``
@@ -75,3 +79,20 @@ def parse(raw: bytes) -> Conversation:
 
 def find_blocks(raw: bytes) -> list[Block]:
     return parse(raw).blocks
+
+
+def outline(data: Any) -> Outline:
+    """Roles and tool ids of every message, and the tool-output texts, of a ``json.loads``-ed body."""
+    shape: list[tuple[str, tuple[str, ...]]] = []
+    texts: list[str] = []
+    for m in data["messages"]:
+        role = _str(m.get("role")) or "?"
+        ids: tuple[str, ...] = ()
+        if role == "assistant":
+            calls = m.get("tool_calls")
+            ids = tuple(_str(c.get("id")) or "" for c in calls if isinstance(c, dict)) if isinstance(calls, list) else ()
+        elif role == "tool":
+            ids = (_str(m.get("tool_call_id")) or "",)
+            texts += output_texts(m.get("content"))
+        shape.append((role, ids))
+    return shape, texts

@@ -8,6 +8,7 @@ arguments), reasoning items and every other item type are never edited.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
@@ -16,15 +17,18 @@ from ctxgate.conversation._base import (
     Conversation,
     Edit,
     Message,
+    Outline,
     ToolCall,
+    _str,
     decode,
+    output_texts,
     scan,
     splice,
     text_blocks,
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "parse", "splice"]
+__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
 
 #: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
 #: 24 hours with ``"prompt_cache_retention": "24h"``
@@ -91,3 +95,20 @@ def parse(raw: bytes) -> Conversation:
 
 def find_blocks(raw: bytes) -> list[Block]:
     return parse(raw).blocks
+
+
+def outline(data: Any) -> Outline:
+    """Roles (or item types) and call ids of every item, and the tool-output texts, of a ``json.loads``-ed body."""
+    shape: list[tuple[str, tuple[str, ...]]] = []
+    texts: list[str] = []
+    items = data.get("input")
+    for it in items if isinstance(items, list) else []:
+        kind = _str(it.get("type")) or ("message" if it.get("role") is not None else "?")
+        role = (_str(it.get("role")) or kind) if kind == "message" else kind
+        ids: tuple[str, ...] = ()
+        if kind in _CALLS or kind in _OUTPUTS:
+            ids = (_str(it.get("call_id")) or "",)
+        if kind in _OUTPUTS:
+            texts += output_texts(it.get("output"))
+        shape.append((role, ids))
+    return shape, texts
