@@ -45,3 +45,8 @@ def test_comments_block_rewriting() -> None:
     text = "# Source: chart/templates/x.yaml\n" + pods_yaml(120)
     out = C.compress(text, Context())
     assert not out.originals and "config:sample: comments would be lost" in out.skipped
+
+
+def test_duplicate_keys_are_not_config() -> None:
+    # log lines shaped like "LEVEL: message" parse as YAML with repeated keys; rewriting would lose lines
+    assert kind("INFO: a\nINFO: b\nWARN: c\nINFO: d\n") is None

@@ -8,10 +8,10 @@ T = TableCompressor()
 
 
 def kubectl(n: int) -> str:
-    rows = ["NAME                      READY   STATUS             RESTARTS   AGE"]
+    rows = [f"{'NAME':<26}{'READY':<8}{'STATUS':<19}{'RESTARTS':<11}AGE"]
     for i in range(n):
         status, restarts = ("CrashLoopBackOff", 14) if i == 77 else ("Running", 0)
-        rows.append(f"web-{i:04d}-7d9f8c6b5-x2k   1/1     {status:<18} {restarts:<10} 5d")
+        rows.append(f"{f'web-{i:04d}-7d9f8c6b5-x2k':<26}{'1/1':<8}{status:<19}{restarts:<11}5d")
     return "\n".join(rows) + "\n"
 
 
@@ -25,6 +25,15 @@ def test_shapes() -> None:
     assert shape(numbered_source) is None
     code = "\n".join(["def f(a, b):", "    return g(a, b)", "    x = h(1, 2)"] * 5)
     assert shape(code) is None
+
+
+def test_prose_and_logs_are_not_tables() -> None:
+    logs = "\n".join(
+        ["ERROR FOUND", *[f"worker {i} started the job number {i * 3} quickly" for i in range(20)]]
+    )
+    assert shape(logs) is None
+    ps = "  PID TTY          TIME CMD\n    1 ?        00:00:01 init\n  242 pts/0    00:00:00 bash\n 1337 pts/0    00:00:00 ps"
+    assert shape(ps).kind == "aligned"  # type: ignore[union-attr]
 
 
 def test_lossless_unpad_keeps_every_cell() -> None:

@@ -27,11 +27,25 @@ _TOML_LINE = re.compile(r"""^\s*(?:\[\[?[\w.\-"' ]+\]\]?\s*$|[\w.\-"']+\s*=\s*\S
 _COMMENT = re.compile(r"^\s*#|\s#", re.M)
 _TRAILING = re.compile(r"[ \t]+$", re.M)
 
-try:
-    _Loader: Any = yaml.CSafeLoader
-    _Dumper: Any = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader, _Dumper = yaml.SafeLoader, yaml.SafeDumper
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    """Safe loading that refuses duplicate keys: writing such a document back would drop lines."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+        try:
+            unique = len(set(keys)) == len(keys)
+        except TypeError:  # unhashable keys: not a config document we rewrite
+            raise yaml.constructor.ConstructorError(None, None, "unhashable key", node.start_mark) from None
+        if not unique:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node))
 
 
 def _share(lines: list[str], pattern: re.Pattern[str]) -> float:

@@ -70,9 +70,28 @@ def _aligned(lines: list[str]) -> _Shape | None:
     if not any(c.isalpha() for c in "".join(cols)):
         return None
     fits = sum(1 for ln in body[1:] if len(ln.split()) >= len(cols) - 1)
-    if fits < 0.9 * (len(body) - 1):
+    if fits < 0.9 * (len(body) - 1) or _alignment(lines[0], body[1:]) < 0.8:
         return None
     return _Shape("aligned", 0, tuple(cols))
+
+
+def _alignment(header: str, rows: list[str]) -> float:
+    """Share of (row, column) pairs whose cell starts or ends where the header's column does.
+
+    Left-aligned columns (``kubectl``, ``docker``) start under their header word,
+    right-aligned ones (``ps`` numbers) end under it; prose and log lines do neither.
+    """
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\S+", header)][1:]
+    if not spans or not rows:
+        return 0.0
+    hits = total = 0
+    for row in rows[:100]:
+        for start, end in spans:
+            total += 1
+            starts = start < len(row) and row[start] != " " and row[start - 1] == " "
+            ends = 0 < end <= len(row) and row[end - 1] != " " and (end == len(row) or row[end] == " ")
+            hits += starts or ends
+    return hits / total
 
 
 def shape(text: str) -> _Shape | None:
