@@ -31,7 +31,7 @@ _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class _Loader(_Base):  # type: ignore[misc,valid-type]
+class _Loader(_Base):
     """Safe loading that refuses duplicate keys: writing such a document back would drop lines."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
