@@ -264,6 +264,23 @@ def test_passthrough_forwards_body_and_length_unchanged(tmp_path: Path) -> None:
     assert str(handler.requests[0].url) == "http://openai.test/v1/embeddings"
 
 
+def test_gzip_response_is_relayed_encoded_and_still_billed(tmp_path: Path) -> None:
+    import gzip
+
+    packed = gzip.compress(anthropic_json())
+    handler = Recorded(Reply(200, [(b"content-type", b"application/json"), (b"content-encoding", b"gzip"),
+                                   (b"content-length", str(len(packed)).encode())], [packed[:10], packed[10:]]))
+    app, _ = make_app(tmp_path, handler)
+    with TestClient(app) as client:
+        with client.stream("POST", "/v1/messages", content=anthropic_body(),
+                           headers={"x-api-key": "k", "accept-encoding": "gzip"}) as r:
+            raw = b"".join(r.iter_raw())
+        (row,) = rows(client)
+    assert raw == packed and r.headers["content-length"] == str(len(packed))
+    assert handler.requests[0].headers["accept-encoding"] == "gzip"
+    assert row.usage_cache_read_tokens == 41000 and row.billed_usd is not None
+
+
 @pytest.mark.parametrize("status", [400, 429, 500, 529])
 def test_upstream_errors_reach_the_client_as_sent(tmp_path: Path, status: int) -> None:
     body = json.dumps({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}).encode()
@@ -456,6 +473,11 @@ def test_sdk_anthropic_non_streaming_with_tools(live: Live) -> None:
     assert live.fake.last.header("x-stainless-lang") == "python"
     row = live.row_after(n)
     assert row.user == "carol" and row.usage_cache_read_tokens == 41000
+    with live.anthropic() as client:
+        counted = client.messages.count_tokens(model=MODEL, tools=TOOLS, messages=MESSAGES)
+    assert live.fake.last.path == "/v1/messages/count_tokens"
+    assert counted.input_tokens == len(live.fake.last.body) // 4
+    assert live.fake.last.body == expected_body(live.settings, live.rec.bodies[-1], "anthropic", model=MODEL)
 
 
 @pytest.mark.slow
