@@ -199,3 +199,13 @@ def test_decoder_does_not_rescan_a_long_line_arriving_in_pieces() -> None:
         assert dec._hunt == len(dec._buf)  # the next search starts where this one ended
     (ev,) = dec.feed(b"\n\n")
     assert ev.raw == line + b"\n\n" and ev.data == b"x" * 50_000
+
+
+def test_dropping_the_usage_chunk_at_every_split_keeps_every_other_byte() -> None:
+    chunks = openai_chat_stream(include_usage=True)
+    want = b"".join(chunks[:-2] + chunks[-1:])
+    for i in range(len(CHAT) + 1):
+        tap = UsageTap("openai_chat", streaming=True)
+        events = tap.feed(CHAT[:i]) + tap.feed(CHAT[i:]) + tap.flush()
+        assert b"".join(e.raw for e in events if not e.usage_only) == want, i
+        assert tap.usage == CHAT_USAGE
