@@ -304,6 +304,8 @@ def test_build_pipeline_opens_the_configured_store(tmp_path: Path) -> None:
     assert isinstance(build_pipeline(Settings(decision_store="memory")).decisions, MemoryDecisionStore)
     with pytest.raises(ConfigError):
         build_pipeline(Settings(decision_store="redis"))
+    with pytest.raises(ConfigError, match="workers"):
+        build_pipeline(Settings(decision_store="memory", workers=2))
 
 
 async def test_decisions_survive_a_restart_with_sqlite(tmp_path: Path) -> None:

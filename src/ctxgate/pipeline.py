@@ -420,6 +420,9 @@ def build_pipeline(
     ttl = settings.decision_ttl_s
     store: Any
     if settings.decision_store == "memory":
+        if settings.workers > 1:
+            # each process would decide on its own: the same block could go out two ways
+            raise ConfigError("decision_store=memory cannot be shared by workers > 1; use sqlite or redis")
         store = MemoryDecisionStore(ttl, max_entries=min(settings.decision_max_entries, 200_000), clock=clock)
     elif settings.decision_store == "redis":
         if settings.redis_url is None:
