@@ -96,3 +96,17 @@ async def test_prunes_old_rows(tmp_path: Path) -> None:
     await rec.aclose()
     assert await ledger.count() == 1 and (await ledger.lifetime()).requests == 2
     await ledger.aclose()
+
+
+async def test_a_duplicate_id_is_counted_not_replaced() -> None:
+    ledger = MemoryLedger()
+    rec = LedgerRecorder(ledger)
+    first = row(1)
+    clash = row(2)
+    clash.request_id = first.request_id
+    rec.record(first)
+    rec.record(clash)
+    await rec.flush()
+    assert rec.written == 1 and rec.dropped == 1
+    assert [r.tokens_before for r in await ledger.recent(5)] == [101]
+    await ledger.aclose()

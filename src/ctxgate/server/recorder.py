@@ -68,8 +68,12 @@ class LedgerRecorder:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                 try:
-                    self.written += await self.ledger.append_many(batch)
+                    written = await self.ledger.append_many(batch)
+                    self.written += written
                     self.last_error = None
+                    if written < len(batch):  # ids already recorded: never replaced, counted
+                        self.dropped += len(batch) - written
+                        metrics.LEDGER_DROPPED.labels("duplicate_id").inc(len(batch) - written)
                 except Exception as exc:
                     if not isinstance(exc, StoreError):  # not retryable: these rows cannot be written
                         self.dropped += len(batch)
