@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,12 @@ def api_works() -> bool:
         json.dumps({"command": "curl -s localhost/items"}),
         None,
     )
+    ctxgate.compress(_messages(probe), model=MODEL, level="balanced")  # warm-up: vocabularies, imports
     res = ctxgate.compress(_messages(probe), model=MODEL, level="balanced")
     return res.skip_reason != "not_implemented" and res.tokens_after < res.tokens_before
+
+
+SKIPS: Counter[str] = Counter()
 
 
 def compress_item(item: Item, via: str, level: str) -> tuple[str, float]:
@@ -167,6 +172,8 @@ def compress_item(item: Item, via: str, level: str) -> tuple[str, float]:
         res = ctxgate.compress(_messages(item), model=MODEL, level=level)
         content = res.messages[-1].get("content")
         out = content if isinstance(content, str) else item.text
+        if res.skip_reason:
+            SKIPS[res.skip_reason] += 1
     else:
         ctx = engine.Context(
             tool_name=item.tool,
@@ -328,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     mirror.mkdir(parents=True, exist_ok=True)
     total, worst = write_mirror(items, mirror, via, args.level)
     print(f"{len(items)} outputs in {total:.1f} s (slowest {1000 * worst:.0f} ms); mirror: {mirror}")
+    if SKIPS:
+        print("library API skip reasons: " + ", ".join(f"{k} {v}" for k, v in SKIPS.most_common()))
     ours = score(corpus, mirror, wanted)
 
     theirs = None
