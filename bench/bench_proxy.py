@@ -1,6 +1,7 @@
 """Proxy overhead: time to first byte and total time through ctxgate vs the same fake upstream directly.
 
     .venv/bin/python bench/bench_proxy.py [--corpus ../shared/corpus] [--rounds 30] [--concurrency 1 32]
+                                          [--workers N] [--level off]
 
 The fake upstream (tests/server/fake_upstream.py, streaming an Anthropic SSE answer at
 once) and ctxgate (``ctxgate serve`` with its default SQLite stores) run as separate
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--tokens", type=int, default=100_000)
     ap.add_argument("--new-tokens", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=1, help="ctxgate worker processes")
     ap.add_argument("--level", default=None, help="CTXGATE_LEVEL for ctxgate (off: the proxy's own cost only)")
     args = ap.parse_args()
 
@@ -160,7 +162,7 @@ def main() -> None:
         procs = [
             subprocess.Popen([sys.executable, "-c", FAKE, str(fport), str(ROOT)]),
             subprocess.Popen([str(Path(sys.executable).parent / "ctxgate"), "serve", "--port", str(gport),
-                              "--data-dir", str(tmp / "data")], env=env),
+                              "--data-dir", str(tmp / "data"), "--workers", str(args.workers)], env=env),
         ]
         try:
             wait_port(fport)
