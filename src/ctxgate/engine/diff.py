@@ -30,6 +30,8 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 _FILE = re.compile(r"^diff --git a/(.*?) b/|^\+\+\+ (?:b/)?(\S+)|^--- (?:a/)?(\S+)")
 _STAT = re.compile(r"^( \S.*?\|\s+\d+) [+-]+$")
 _FUNCNAME = re.compile(r"^[A-Za-z_$]")
+#: how diff outputs start: git diff, git show / log -p, diff -u, format-patch, a bare hunk
+_START = re.compile(r"^(?:diff --git |diff -|commit [0-9a-f]{7,40}\b|--- \S|From [0-9a-f]{40} |Index: |@@ -)")
 
 
 @dataclass(slots=True)
@@ -84,11 +86,14 @@ class DiffCompressor:
         head = text[:4000]
         if "\n@@ -" not in text[:200000] and not head.startswith("@@ -"):
             return -1.0
+        first = next((ln for ln in head.split("\n")[:5] if ln.strip()), "")
+        if not _START.match(first):
+            return -1.0  # a diff quoted inside a document is not a diff output
         if "diff --git " in head or re.search(r"^--- \S.*\n\+\+\+ \S", head, re.M):
             return 0.95
-        if re.search(r"^commit [0-9a-f]{7,40}$", head, re.M):
+        if first.startswith("commit "):
             return 0.9
-        return 0.6 if _HUNK.search(head.split("\n", 1)[0]) else -1.0
+        return 0.6 if first.startswith("@@ -") else -1.0
 
     def compress(self, text: str, ctx: Context) -> Result:
         if ctx.level != "balanced":

@@ -120,9 +120,10 @@ class GrepCompressor:
             lines = lines[:-1]  # the cut may split the last line
         lines = [ln.rstrip() for ln in lines]
         files, understood = _parse(lines)
+        numbered = [(f.path, e.line_no) for f in files for e in f.entries]
         matches = sum(1 for f in files for e in f.entries if e.is_match)
-        if matches < 3 or not files:
-            return -1.0
+        if matches < 3 or len(set(numbered)) < 0.9 * len(numbered):
+            return -1.0  # grep never repeats a (file, line) pair; logs with "name:12:" stamps do
         frac = understood / max(1, len(lines))
         return 0.85 * frac if frac >= 0.8 else -1.0
 

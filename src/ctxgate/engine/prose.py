@@ -101,7 +101,7 @@ _STOP = frozenset(
 class _Block:
     start: int  # first line index
     lines: list[str]
-    kind: str  # "para", "code", "table", "blank", "heading", "marker"
+    kind: str  # "para", "code", "table", "raw", "blank", "heading", "marker"
 
 
 class ProseCompressor:
@@ -122,7 +122,9 @@ class ProseCompressor:
         headings = sum(1 for ln in lines if _MD_HEADING.match(ln) or _UNDERLINE.match(ln))
         if frac < 0.3:
             return -1.0
-        return min(0.5, 0.2 + frac / 4 + (0.05 if headings else 0.0))
+        # a document with headings is prose even when it has fenced examples (it handles
+        # its own fences), so it wins over the mixed-sections splitter (0.45)
+        return min(0.5, 0.25 + frac / 4 + (0.15 if headings else 0.0))
 
     def compress(self, text: str, ctx: Context) -> Result:
         lines = [ln.rstrip() for ln in text.split("\n")]
@@ -168,11 +170,14 @@ def _blocks(lines: list[str]) -> list[_Block]:
         if _FENCE.match(line):
             fence = _FENCE.match(line).group(1)  # type: ignore[union-attr]
             j = i + 1
-            while j < n and not lines[j].lstrip().startswith(fence):
-                j += 1
-            j = min(n, j + 1)
-            blocks.append(_Block(i, lines[i:j], "code"))
-            i = j
+            while j < n and not (lines[j].strip().startswith(fence) and not lines[j].strip().strip(fence[0])):
+                j += 1  # only a bare fence closes; ```bash opens the next block
+            if j >= n:  # no closing fence: a fragment cut inside a block, leave the line alone
+                blocks.append(_Block(i, [line], "raw"))
+                i += 1
+                continue
+            blocks.append(_Block(i, lines[i : j + 1], "code"))
+            i = j + 1
             continue
         if literal_after is not None and _indent(line) > literal_after:
             j = i
