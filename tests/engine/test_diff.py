@@ -78,6 +78,8 @@ def test_score() -> None:
     assert DIFF.score(_sample(), BAL) >= 0.9
     assert DIFF.score("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n", BAL) >= 0.9
     assert DIFF.score("some text\n- a bullet\n+ a plus\n", BAL) < 0
+    doc = "# Tutorial\n\nApply this patch:\n\n```\n" + _sample().split("\n\n", 2)[2] + "\n```\n"
+    assert DIFF.score(doc, BAL) < 0  # a diff quoted in a document is not a diff output
 
 
 def test_changes_and_headings_kept_numbers_true() -> None:

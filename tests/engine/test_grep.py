@@ -44,6 +44,10 @@ def test_score() -> None:
     assert GREP.score(_many_matches(50), BAL) > 0.5
     assert GREP.score("2024-05-01 10:00:00,123 INFO started\n" * 20, BAL) < 0
     assert GREP.score("just some words\n" * 20, BAL) < 0
+    stamped = "\n".join(
+        f"nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:{i:02d}.1 INFO req {i}" for i in range(30)
+    )
+    assert GREP.score(stamped, BAL) < 0  # the same "file:line" on every line is a log stamp
 
 
 def test_context_trimmed_match_prefixes_kept() -> None:

@@ -100,6 +100,13 @@ def test_rst_literal_and_code_directive_untouched() -> None:
     assert "\n".join(code) in out and "\n".join(other) in out
 
 
+def test_unclosed_fence_is_not_code() -> None:
+    body = [f"Paragraph line {i} of a fragment that starts after a code block." for i in range(LONG_CODE + 5)]
+    text = "\n".join(["```", "", *body, "", "```bash"])
+    out = PROSE.compress(text, BAL).text
+    assert "omitted" not in out and all(ln in out for ln in body[:3])
+
+
 def test_near_duplicate_paragraph_dropped() -> None:
     base = " ".join(f"word{i}" for i in range(40))
     near = base.replace("word20", "changed")
