@@ -288,3 +288,21 @@ def test_lone_surrogates_and_odd_header_bytes_do_not_break_anything(tmp_path: Pa
         stats = c.get("/stats").json()
     assert stats["summary"]["api_requests"] == 3 and stats["ledger"]["dropped_rows_this_process"] == 0
     assert stats["recent_requests"][-1]["model"] == "?"
+
+
+LOG = "\n".join(f"2025-01-01 12:00:{i % 60:02d} INFO worker-{i % 3} processed batch {i} ok" for i in range(300))
+
+
+def test_protect_recent_never_changes_a_decided_block(tmp_path: Path) -> None:
+    """Turn 1 compresses a tool output; on turn 2, with protect_recent covering it, the same bytes come back."""
+    turn1 = openai_messages(LOG)
+    headers = {"x-ctxgate-session-id": "sess-pr"}
+    with client(tmp_path, time_budget_ms=5000) as c:
+        first = c.post("/v1/compress", json={"messages": turn1, "model": "gpt-4o"}, headers=headers).json()
+        if first["compression_skipped"]:
+            pytest.skip(f"pipeline left this output unchanged ({first['skip_reason']})")
+        turn2 = [*turn1, {"role": "assistant", "content": "the build passed"}, {"role": "user", "content": "thanks"}]
+        second = c.post("/v1/compress", json={"messages": turn2, "model": "gpt-4o", "protect_recent": 10},
+                        headers=headers).json()
+    assert second["messages"][:4] == first["messages"]  # the compressed block is replayed byte for byte
+    assert second["messages"][4:] == turn2[4:]
