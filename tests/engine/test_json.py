@@ -35,6 +35,7 @@ def test_score_claims_json_and_ndjson_only() -> None:
     assert J.score("{not json}", BALANCED) < 0
     assert J.score("hello", BALANCED) < 0
     assert J.score('{"a": 1, "a": 2}', BALANCED) < 0  # duplicate keys cannot round-trip
+    assert J.score('\ufeff{"a": 1}', BALANCED) >= 0.9  # a byte-order mark is not content
 
 
 def test_parse_refuses_non_standard_numbers() -> None:

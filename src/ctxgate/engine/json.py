@@ -177,7 +177,7 @@ def loads(text: str) -> Any:
 
 def parse(text: str) -> tuple[str, Any]:
     """``("json", value)`` or ``("ndjson", [values])``; ValueError when it is neither."""
-    s = text.strip()
+    s = text.strip().lstrip("\ufeff")
     if not s or s[0] not in "[{" or s[-1] not in "]}":
         raise ValueError("not json")
     try:
