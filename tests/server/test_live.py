@@ -139,3 +139,47 @@ def test_refuses_to_serve_a_public_address_without_a_token(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode != 0
     assert "CTXGATE_AUTH_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_contract_over_http(tmp_path: Path) -> None:
+    token = "live-token-0123456789"
+    auth = {"authorization": f"Bearer {token}"}
+    env = {"CTXGATE_AUTH_TOKEN": token, "CTXGATE_MAX_BODY_BYTES": "65536", "CTXGATE_TIME_BUDGET_MS": "2000"}
+    log = "\n".join(f"2025-01-01 12:00:{i % 60:02d} INFO worker-{i % 3} processed batch {i} ok" for i in range(300))
+    messages = [*MESSAGES[:2], {"role": "tool", "tool_call_id": "call_1", "content": log}]
+    with LiveServer(tmp_path, env=env) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+        assert c.get("/health").json() == {"status": "ok"} and c.get("/readyz").json()["status"] == "ready"
+        assert c.post("/v1/compress", json={"messages": messages}).status_code == 401
+        assert c.get("/stats").status_code == 401
+        j = c.post("/v1/compress", json={"messages": messages, "model": "gpt-4o"},
+                   headers={**auth, "x-headroom-user-id": "dave"}).json()
+        assert set(j) >= {"messages", "tokens_before", "tokens_after", "tokens_saved", "compression_ratio",
+                          "transforms_applied", "ccr_hashes", "compression_skipped", "request_id"}
+        assert j["tokens_saved"] == j["tokens_before"] - j["tokens_after"]
+        assert 0 <= j["compression_ratio"] <= 1 and j["messages"][:2] == messages[:2]
+        if not j["compression_skipped"]:
+            assert j["tokens_after"] < j["tokens_before"] and j["transforms_applied"]
+        big = [{"role": "user", "content": "x" * 70_000}]
+        tl = c.post("/v1/compress", json={"messages": big}, headers=auth).json()
+        assert tl["skip_reason"] == "too_large" and tl["messages"] == big
+        bp = c.post("/v1/compress", json={"messages": messages}, headers={**auth, "x-ctxgate-bypass": "1"}).json()
+        assert bp["skip_reason"] == "bypass" and bp["messages"] == messages
+        empty = c.post("/v1/compress", json={"messages": []}, headers=auth).json()
+        assert empty["messages"] == [] and empty["tokens_before"] == empty["tokens_after"] == 0
+        bad = c.post("/v1/compress", content=b"{", headers={**auth, "content-type": "application/json"})
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request"
+        assert c.post("/v1/compress", json={"model": "x"}, headers=auth).status_code == 422
+        stats = c.get("/stats", headers=auth).json()
+        users = [r["tags"]["user-id"] for r in stats["recent_requests"]]
+        assert users == ["dave", "anonymous", "anonymous", "anonymous"]
+        assert stats["summary"]["uncompressed_requests"].get("too_large") == 1
+
+
+def test_time_budget_fails_open_over_http(tmp_path: Path) -> None:
+    content = "\n".join(f'{{"id": {i}, "name": "item-{i}", "tags": ["a", "b"]}}' for i in range(40_000))
+    messages = [*MESSAGES[:2], {"role": "tool", "tool_call_id": "call_1", "content": content}]
+    with LiveServer(tmp_path, env={"CTXGATE_TIME_BUDGET_MS": "1"}) as srv:
+        r = httpx.post(srv.url + "/v1/compress", json={"messages": messages, "model": "gpt-4o"}, timeout=60)
+    j = r.json()
+    assert r.status_code == 200 and j["messages"] == messages
+    assert j["compression_skipped"] and j["skip_reason"] == "time_budget" and j["error"]

@@ -238,6 +238,8 @@ async def compress(request: Request) -> Response:
                 messages = messages_from(fmt, result.body, len(req.messages))
             else:
                 skip = result.skip_reason or "no_savings"
+                if skip == "time_budget":
+                    error = f"compression exceeded {settings.time_budget_ms} ms"
         except TimeoutError:
             skip, error, result = "time_budget", f"compression exceeded {settings.time_budget_ms} ms", None
         except Exception as exc:  # fail open: the caller always gets its messages back
