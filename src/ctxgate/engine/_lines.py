@@ -152,8 +152,9 @@ def plan_templates(
         if len(idx) < min_group:
             continue
         kept = {idx[0], idx[-1]}
-        values = [(_decimals(lines[i]), i) for i in idx]
-        for slot in range(min(len(v) for v, _ in values)):
+        # numeric extremes (durations, sizes), when the group's lines carry decimals
+        values = [(_decimals(lines[i]), i) for i in idx] if _DECIMAL.search(lines[idx[0]]) else []
+        for slot in range(min((len(v) for v, _ in values), default=0)):
             kept.add(max(values, key=lambda vi: vi[0][slot])[1])
             kept.add(min(values, key=lambda vi: vi[0][slot])[1])
         dropped = [i for i in idx if i not in kept]
@@ -220,6 +221,7 @@ def lines_matching(
     those run ``test``.
     """
     candidates: set[int] = set()
+    half = len(lines) // 2
     for lit in triggers:
         pos = joined.find(lit)
         while pos >= 0:
@@ -227,4 +229,6 @@ def lines_matching(
             candidates.add(i)
             nxt = starts[i + 1] if i + 1 < len(starts) else len(joined)
             pos = joined.find(lit, nxt)
+        if len(candidates) > half:  # the scan no longer pays: test every line
+            return {i for i, line in enumerate(lines) if test(line)}
     return {i for i in candidates if test(lines[i])}

@@ -41,7 +41,7 @@ from ctxgate.engine._lines import (
 # Line classes. They run on lowercased lines (faster than IGNORECASE), and only on lines
 # that hold one of their trigger literals (see ``lines_matching``).
 _SEVERITY = re.compile(
-    r"(?<![a-z0-9_])(?=[acdefprstw])(?:errors?|fatal|severe|critical|panic(?:ked)?|exception|"
+    r"(?:errors?|fatal|severe|critical|panic(?:ked)?|exception|"
     r"fail(?:ed|ure|ures|s)?|warn(?:ing|ings)?|traceback|denied|refused|timed? ?out|abort(?:ed)?|"
     r"segfault|assert(?:ion)?(?:error)?)\b|^e[ \t]{2,}|^[ \t]*(?:raise|caused by:)[ \t]"
 )
@@ -87,7 +87,7 @@ _KEEP_ANY = re.compile(
     r"\.\.\. ?(?:ok|fail|error|skipped|expected failure|unexpected success|passed|failed)\b"
     r"|::\S*[ \t]+(?:passed|failed|error|skipped|xfail|xpass)\b"
     r"|\d (?:passed|failed|tests?|examples?|failures?)\b"
-    r"|(?<![a-z])(?:tests?(?: run)?|suites?|test suites):[ \t]"
+    r"|(?:tests?(?: run)?|suites?):[ \t]"
     r"|build (?:success|failure|failed|successful)"
 )
 
