@@ -327,3 +327,16 @@ async def test_a_change_that_does_not_shrink_the_block_is_not_made() -> None:
              ("call", "b", "Bash", {"command": "x"}), ("result", "b", out)]
     r = await p.run(anthropic_request(turns), INFO)
     assert r.counts == {"small": 1, "no_gain": 1, "first_with_history": 1} and r.skip_reason == "no_change"
+
+
+async def test_a_cache_control_moved_by_the_client_changes_nothing() -> None:
+    p, _ = make()
+    one = json.loads(anthropic_request(T1))
+    one["messages"][-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    r1 = await p.run(json.dumps(one).encode(), INFO)
+    two = json.loads(anthropic_request(T2))
+    two["messages"][-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
+    r2 = await p.run(json.dumps(two).encode(), INFO)
+    assert r2.session_id == r1.session_id and r2.counts == {"replayed": 1, "compressed": 1}
+    assert tool_texts(r2.body)[0] == tool_texts(r1.body)[0]
+    assert json.loads(r2.body)["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}

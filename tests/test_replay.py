@@ -51,6 +51,19 @@ async def test_every_conversation_is_prefix_stable(corpus: Path, group: str, sha
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+async def test_a_first_call_with_a_long_history_then_turn_by_turn(corpus: Path, shape: str) -> None:
+    store = MemoryDecisionStore()
+    pipeline = Pipeline(Settings(time_budget_ms=600_000), store, store)
+    for group in GROUPS:
+        bodies = requests_for(conversations(corpus, group)[0], shape, corpus)
+        mid = len(bodies) // 2  # a gateway plugin, or a resumed session, sends the history at once
+        first = await pipeline.run(bodies[mid], RequestInfo(fmt=shape, model=MODELS[shape]))  # type: ignore[arg-type]
+        assert first.counts.get("first_with_history", 0) > 0 and "old_kept" not in first.counts
+        check(bodies[mid], first.body, shape)
+        await replay(pipeline, bodies[mid + 1 : mid + 4], shape, first.body)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 async def test_prefix_stable_across_a_restart_with_sqlite(corpus: Path, tmp_path: Path, shape: str) -> None:
     settings = Settings(data_dir=tmp_path, time_budget_ms=600_000)
     for group in GROUPS:
