@@ -306,3 +306,17 @@ def test_protect_recent_never_changes_a_decided_block(tmp_path: Path) -> None:
                         headers=headers).json()
     assert second["messages"][:4] == first["messages"]  # the compressed block is replayed byte for byte
     assert second["messages"][4:] == turn2[4:]
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-ctxgate-bypass": "1"}])
+def test_big_bodies_take_the_off_loop_path(tmp_path: Path, headers: dict[str, str]) -> None:
+    from ctxgate.server.service import OFF_LOOP_BYTES
+
+    messages = openai_messages(LOG * (OFF_LOOP_BYTES // len(LOG) + 2))
+    with client(tmp_path, time_budget_ms=5000) as c:
+        r = c.post("/v1/compress", json={"messages": messages, "model": "gpt-4o"}, headers=headers)
+    j = r.json()
+    assert r.status_code == 200 and j["tokens_before"] > 50_000
+    assert j["messages"][:3] == messages[:3]
+    if j["compression_skipped"]:
+        assert j["messages"] == messages

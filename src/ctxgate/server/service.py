@@ -23,7 +23,8 @@ import asyncio
 import json
 import re
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +37,7 @@ from ctxgate.store.base import LedgerRow
 from ctxgate.store.ledger import new_request_id
 
 router = APIRouter()
+T = TypeVar("T")
 
 USER_HEADERS = ("x-maas-username", "x-headroom-user-id", "x-ctxgate-user")
 SESSION_HEADERS = ("x-ctxgate-session-id", "x-claude-code-session-id", "x-headroom-session-id")
@@ -150,16 +152,26 @@ def _count(messages: list[dict[str, Any]], model: str) -> tuple[int, str]:
     return n.tokens, n.estimator
 
 
+#: bodies above this many bytes are parsed, counted and serialized in a worker thread
+OFF_LOOP_BYTES = 256 * 1024
+
+
+async def off_loop(big: bool, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in a worker thread when the body is big (the event loop keeps serving others)."""
+    return await asyncio.to_thread(fn, *args) if big else fn(*args)
+
+
 async def _parse(request: Request, ctx: AppState) -> tuple[CompressRequest, int]:
     raw = await request.body()
+    big = len(raw) > OFF_LOOP_BYTES
     try:
-        data = json.loads(raw)
+        data = await off_loop(big, json.loads, raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestRejected(f"body is not valid JSON: {exc}", 400) from exc
     if not isinstance(data, dict):
         raise RequestRejected("body must be a JSON object with a 'messages' list", 422)
     try:
-        req = CompressRequest.model_validate(data)
+        req = await off_loop(big, CompressRequest.model_validate, data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "body"
@@ -219,7 +231,7 @@ async def compress(request: Request) -> Response:
         after = before
     elif bypassed(request):
         skip = "bypass"
-        before, estimator = _count(messages, req.model)
+        before, estimator = await off_loop(size > OFF_LOOP_BYTES, _count, messages, req.model)
         after = before
     else:
         info = RequestInfo(
@@ -231,11 +243,13 @@ async def compress(request: Request) -> Response:
         # the pipeline enforces the budget itself; this is the backstop
         budget_s = settings.time_budget_ms / 1000.0
         try:
-            result = await asyncio.wait_for(ctx.pipeline.run(build_body(fmt, req), info), budget_s * 2 + 0.1)
+            big = size > OFF_LOOP_BYTES
+            body = await off_loop(big, build_body, fmt, req)
+            result = await asyncio.wait_for(ctx.pipeline.run(body, info), budget_s * 2 + 0.1)
             if result.error:
                 error, skip = result.error, result.skip_reason or "error"
             elif result.tokens_after < result.tokens_before:
-                messages = messages_from(fmt, result.body, len(req.messages))
+                messages = await off_loop(big, messages_from, fmt, result.body, len(req.messages))
             else:
                 skip = result.skip_reason or "no_savings"
                 if skip == "time_budget":
@@ -251,7 +265,7 @@ async def compress(request: Request) -> Response:
             if result is not None:
                 before, estimator = result.tokens_before, result.estimator
             else:
-                before, estimator = _count(messages, req.model)
+                before, estimator = await off_loop(size > OFF_LOOP_BYTES, _count, messages, req.model)
             after = before
 
     transforms = list(result.transforms) if result is not None and skip is None else []
@@ -292,7 +306,7 @@ async def compress(request: Request) -> Response:
         out["tools"] = req.tools
     if req.token_budget is not None:
         out["within_token_budget"] = after <= req.token_budget
-    return Response(json_bytes(out), media_type="application/json")
+    return Response(await off_loop(size > OFF_LOOP_BYTES, json_bytes, out), media_type="application/json")
 
 
 @router.api_route("/v1/compress", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"], include_in_schema=False)
