@@ -140,7 +140,7 @@ class GrepCompressor:
         if understood < len(lines) * 0.8:
             raise ValueError("not grep output")
         key = retrieval_key(text)
-        terms = sorted(query_terms(ctx), key=len, reverse=True)
+        terms = sorted(query_terms(ctx), key=lambda t: (-len(t), t))
         drop: set[int] = set()
         after: dict[int, str] = {}
         budget = TOTAL

@@ -25,6 +25,7 @@ the whole original.
 
 from __future__ import annotations
 
+import heapq
 import re
 from dataclasses import dataclass
 
@@ -240,7 +241,10 @@ def _unwrap(para: list[str]) -> list[str]:
 
 def _shingles(lines: list[str]) -> set[tuple[str, ...]]:
     words = _WORD.findall(" ".join(lines).lower())
-    return {tuple(words[k : k + 3]) for k in range(max(0, len(words) - 2))}
+    return set(zip(words, words[1:], words[2:], strict=False))
+
+
+_SKETCH = 16
 
 
 def _drop_duplicates(blocks: list[_Block], key: str) -> int:
@@ -267,18 +271,21 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         sh = _shingles(b.lines)
         if len(sh) < 12 or b.kind == "code":
             continue
+        # candidates share shingles of a small sketch (the smallest ones, a deterministic
+        # min-hash); the best candidate is then compared exactly
+        sketch = heapq.nsmallest(_SKETCH, sh)
         counts: dict[int, int] = {}
-        for s in sh:
+        for s in sketch:
             for k in index.get(s, ()):
                 counts[k] = counts.get(k, 0) + 1
-        best = max(counts.items(), key=lambda kv: kv[1], default=(-1, 0))
-        if best[0] >= 0 and best[1] / max(len(sh), len(sets[best[0]])) >= 0.85:
+        best = max(counts.items(), key=lambda kv: kv[1], default=(-1, 0))[0]
+        if best >= 0 and len(sh & sets[best]) / max(len(sh), len(sets[best])) >= 0.85:
             _replace(b, omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key))
             dropped += 1
             continue
         k = len(sets)
         sets.append(sh)
-        for s in sh:
+        for s in sketch:
             index.setdefault(s, []).append(k)
     return dropped
 
