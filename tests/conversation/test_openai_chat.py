@@ -60,3 +60,9 @@ def test_rejects_bodies_without_messages() -> None:
     with pytest.raises(ValueError):
         openai_chat.parse(b'{"input": []}')
     assert openai_chat.find_blocks(openai_chat_request([("user", "hi")])) == []
+
+
+def test_a_tool_message_without_its_call_keeps_its_name() -> None:
+    body = {"messages": [{"role": "tool", "tool_call_id": "gone", "name": "Read", "content": "x"}]}
+    (block,) = openai_chat.parse(json.dumps(body).encode()).blocks
+    assert (block.tool_name, block.tool_args) == ("Read", "")

@@ -63,8 +63,12 @@ def parse(raw: bytes) -> Conversation:
         elif role == "tool":
             tid = m.str_of("tool_call_id") or ""
             ids.append(tid)
+            call = conv.calls.get(tid)
+            name = m.str_of("name")
+            if call is None and name:  # the call is not in this request: the message may still name the tool
+                call = ToolCall(tid, name, "", mi)
             conv.blocks += text_blocks(
-                content, message=mi, tool_id=tid, call=conv.calls.get(tid), is_error=False, first=len(conv.blocks)
+                content, message=mi, tool_id=tid, call=call, is_error=False, first=len(conv.blocks)
             )
         elif role == "user" and content is not None:
             if first_user is None:
