@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ctxgate import engine
 from ctxgate.conversation import anthropic
@@ -15,10 +18,12 @@ from ctxgate.pipeline import Pipeline, RequestInfo, _validate, build_pipeline, d
 from ctxgate.settings import Settings
 from ctxgate.store.decisions import MemoryDecisionStore, SqliteDecisionStore
 from tests.factories import (
+    anthropic_messages,
     anthropic_request,
     assert_only_spans_changed,
     big_json,
     big_log,
+    openai_chat_messages,
     openai_chat_request,
     openai_responses_request,
 )
@@ -340,3 +345,49 @@ async def test_a_cache_control_moved_by_the_client_changes_nothing() -> None:
     assert r2.session_id == r1.session_id and r2.counts == {"replayed": 1, "compressed": 1}
     assert tool_texts(r2.body)[0] == tool_texts(r1.body)[0]
     assert json.loads(r2.body)["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+
+
+OUTPUTS = [big_log(), big_json(), big_log(word="served"), "short", "Traceback (most recent call last):\n  x\nValueError",
+           big_json(80, seed="row")]
+TOOLS = [("Bash", {"command": "make"}), ("Read", {"file_path": "/a.py"}), ("Bash", {"command": "cat /a.py"}),
+         ("Edit", {"file_path": "/a.py", "old_string": "a", "new_string": "b"}), ("Grep", {"pattern": "x"})]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, len(TOOLS) - 1), st.integers(0, len(OUTPUTS) - 1), st.sampled_from([1, 60, 400])),
+        min_size=1, max_size=7,
+    ),
+    fmt=st.sampled_from(["anthropic", "openai_chat"]),
+    start=st.integers(0, 3),
+)
+def test_property_prefix_stable_while_the_cache_is_warm(steps: list[tuple[int, int, int]], fmt: str, start: int) -> None:
+    """Any conversation, replayed turn by turn: while the provider's cache is warm, every request starts
+    with the previous request's messages byte for byte; pairing and other content never change."""
+    from tests.replay import check, messages_prefix
+
+    async def go() -> None:
+        clock = Clock()
+        p, _ = make(clock)
+        turns: list[tuple[Any, ...]] = [("user", "go")]
+        bodies: list[bytes] = []
+        for k, (tool, out, _gap) in enumerate(steps):
+            name, args = TOOLS[tool]
+            turns += [("call", f"c{k}", name, args), ("result", f"c{k}", OUTPUTS[out])]
+            msgs = anthropic_messages(turns) if fmt == "anthropic" else openai_chat_messages(turns)
+            head = json.dumps({"model": MODEL, "messages": []})[:-2]
+            bodies.append((head + ", ".join(json.dumps(m) for m in msgs) + "]}").encode())
+        prev = None
+        lifetime = 300 if fmt == "anthropic" else 3600
+        for k, raw in enumerate(bodies[start:], start):
+            gap = steps[k][2]
+            clock.now += gap
+            r = await p.run(raw, RequestInfo(fmt=fmt, model=MODEL))  # type: ignore[arg-type]
+            assert r.skip_reason not in ("error", "validation_failed"), r.error
+            check(raw, r.body, fmt)
+            if prev is not None and gap <= lifetime:
+                assert r.body.startswith(messages_prefix(prev))
+            prev = r.body
+
+    asyncio.run(go())
