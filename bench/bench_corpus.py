@@ -55,7 +55,7 @@ TOOLS: dict[str, tuple[str, str | None]] = {
     "html": ("WebFetch", None),
     "json_api": ("Bash", "curl -s https://api.github.com/"),
     "k8s_json": ("Bash", "kubectl get pod -o json"),
-    "logs": ("Bash", "tail -n 500 app.log"),
+    "logs": ("Bash", "docker logs --tail 2000 app"),
     "prose": ("WebFetch", None),
     "source": ("Read", None),
     "test_output": ("Bash", "python -m pytest"),
@@ -140,10 +140,14 @@ def trajectory_items(corpus: Path) -> Iterator[Item]:
                     )
 
 
+#: the user request of a corpus output, which has none of its own (both paths see the same text)
+DEFAULT_REQUEST = "Help me with this task."
+
+
 def _messages(item: Item) -> list[dict[str, Any]]:
     call = {"id": "call_1", "type": "function", "function": {"name": item.tool, "arguments": item.args}}
     return [
-        {"role": "user", "content": item.query or "Help me with this task."},
+        {"role": "user", "content": item.query or DEFAULT_REQUEST},
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "call_1", "content": item.text},
     ]
@@ -178,7 +182,7 @@ def compress_item(item: Item, via: str, level: str) -> tuple[str, float]:
         ctx = engine.Context(
             tool_name=item.tool,
             tool_args=item.args,
-            query=item.query,
+            query=item.query or DEFAULT_REQUEST,
             level=level,  # type: ignore[arg-type]
             model=MODEL,
         )

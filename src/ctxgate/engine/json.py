@@ -55,7 +55,7 @@ _SAME_AS = "[same as "
 
 #: Fields of Kubernetes objects that an agent debugging a workload rarely reads: server
 #: bookkeeping (ids, versions, self links), runtime ids that repeat the image, scheduler and
-#: runtime defaults, and volume plumbing. Dropped only inside Kubernetes objects, at level
+#: runtime defaults, volume plumbing. Dropped only inside Kubernetes objects, at level
 #: ``balanced``, named in one marker; a field the request names is kept.
 K8S_PLUMBING = frozenset(
     {
@@ -68,6 +68,7 @@ K8S_PLUMBING = frozenset(
         "containerID",
         "terminationMessagePath",
         "terminationMessagePolicy",
+        "imagePullPolicy",
         "dnsPolicy",
         "schedulerName",
         "enableServiceLinks",
@@ -80,6 +81,8 @@ K8S_PLUMBING = frozenset(
         "volumes",
         "volumeMounts",
         "kubectl.kubernetes.io/last-applied-configuration",
+        "blockOwnerDeletion",
+        "lastProbeTime",
     }
 )
 
