@@ -4,6 +4,24 @@ Interfaces in ``base.py``; the embedded default is SQLite, scale-out backends ar
 PostgreSQL (ledger, pricing) and Redis (decisions, originals, sessions).
 """
 
-from ctxgate.store.base import DecisionStore, Ledger, LedgerRow, OriginalsStore, Price, PriceBook
+from ctxgate.store.base import (
+    DecisionStore,
+    Ledger,
+    LedgerRow,
+    OriginalsStore,
+    Price,
+    PriceBook,
+    SessionActivity,
+    SessionStore,
+)
 
-__all__ = ["DecisionStore", "Ledger", "LedgerRow", "OriginalsStore", "Price", "PriceBook"]
+__all__ = [
+    "DecisionStore",
+    "Ledger",
+    "LedgerRow",
+    "OriginalsStore",
+    "Price",
+    "PriceBook",
+    "SessionActivity",
+    "SessionStore",
+]
