@@ -88,8 +88,41 @@ def test_balanced_units_dropped_with_markers_text_intact() -> None:
 
 
 def test_wrapped_paragraphs_joined_not_cut() -> None:
-    out = PROSE.compress(PARA_A + "\n\n" + PARA_B, BAL).text
-    assert out.split("\n\n") == [" ".join(PARA_A.split("\n")), " ".join(PARA_B.split("\n"))]
+    words = ("Compression of tool output matters because agents read every byte of it " * 6).split()
+    lines, cur = [], ""
+    for w in words:  # hard-wrap at 72 columns, as textwrap would
+        if cur and len(cur) + 1 + len(w) > 72:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}".strip()
+    lines.append(cur)
+    para = "\n".join(lines)
+    out = PROSE.compress(f"{para}\n\n{para}", BAL).text
+    assert out.split("\n\n")[0] == " ".join(words)
+
+
+def test_short_line_records_not_joined() -> None:
+    records = "\n".join(
+        [
+            "==> file_system",
+            "Compiling 7 files (.ex)",
+            "Generated file_system app",
+            "==> stream_data",
+            "Compiling 3 files (.ex) and then some more words to make it long enough",
+            "Generated stream_data app with a longer trailing line of output text here",
+        ]
+        * 3
+    )
+    out = PROSE.compress(records, BAL).text
+    assert out == records
+
+
+def test_heading_line_not_joined_to_text() -> None:
+    text = "## Problem\nThe renderer drops lines.\nIt also drifts.\n\n## Solution\nShare one pipeline.\nOwner: Ann"
+    out = PROSE.compress(text, BAL).text
+    assert "## Problem\nThe renderer drops lines. It also drifts." in out
+    assert "Share one pipeline.\nOwner: Ann" in out
 
 
 def test_rst_literal_and_code_directive_untouched() -> None:

@@ -4,9 +4,10 @@ Lossless (levels ``lossless`` and ``balanced``): trailing whitespace removed.
 
 ``balanced`` adds, never cutting a paragraph or a sentence:
 
-* hard-wrapped paragraphs are joined into one line each (line breaks inside a
-  paragraph carry no content; code, tables, lists, headings, field lists and
-  literal blocks are left as they are);
+* paragraphs are joined into one line each where their line breaks are soft: in a
+  document with headings (markdown, rst) every break inside a paragraph; elsewhere
+  only a break where the next word would not have fitted within the text's wrap
+  width (code, tables, headings, field lists and literal blocks stay as they are);
 * exact and near-duplicate paragraphs (same word 3-grams for 85% or more) after
   their first occurrence are dropped;
 * boilerplate is dropped: badge lines, editor-variable comment blocks, link
@@ -141,9 +142,10 @@ class ProseCompressor:
             transforms.append("prose:dedupe")
         out: list[str] = []
         joined = False
+        width = wrap_width(blocks)
         for b in blocks:
             if b.kind == "para":
-                para = _unwrap(b.lines)
+                para = _unwrap(b.lines, width)
                 joined = joined or len(para) < len(b.lines)
                 out.extend(para)
             else:
@@ -214,28 +216,57 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _unwrap(para: list[str]) -> list[str]:
-    """Join the hard-wrapped lines of one paragraph; structured lines stay as they are."""
-    if (
-        len(para) < 2
-        or any(_FIELD.match(ln) for ln in para[:2])
-        and all(_FIELD.match(ln) or ln[:1] in (" ", "\t") for ln in para)
-    ):
+_MARKUP = 1 << 30
+
+
+def wrap_width(blocks: list[_Block]) -> int:
+    """The column the text was hard-wrapped at (90th percentile of paragraph line lengths),
+    or 0 when the text does not look hard-wrapped. In a document with headings (markdown,
+    rst) a line break inside a paragraph is soft whatever its column: ``_MARKUP``."""
+    if sum(1 for b in blocks if b.kind == "heading") >= 2:
+        return _MARKUP  # markdown / rst: every line break inside a paragraph is soft
+    lengths = sorted(len(ln) for b in blocks if b.kind == "para" for ln in b.lines if len(ln) >= 30)
+    if len(lengths) < 5:
+        return 0
+    width = lengths[int(0.9 * (len(lengths) - 1))]
+    return width if width >= 50 else 0
+
+
+def _unwrap(para: list[str], width: int) -> list[str]:
+    """Join the hard-wrapped lines of one paragraph; structured lines stay as they are.
+
+    A line break is a wrap only where the next word would not have fitted on the line
+    (``len(line) + 1 + len(next word)`` beyond the wrap width); a shorter line ends
+    where its author ended it.
+    """
+    if len(para) < 2 or not width:
         return para
+    if width != _MARKUP:
+        fits = [
+            len(a) + 1 + len((b.split() or [""])[0]) > width - 3 for a, b in zip(para, para[1:], strict=False)
+        ]
+        if sum(fits) < 0.6 * len(fits):
+            return para  # most breaks are the author's own: not a hard-wrapped paragraph
     out = [para[0]]
+    raw_prev = para[0]
     for line in para[1:]:
         prev = out[-1]
         indent = len(line) - len(line.lstrip())
-        prev_indent = len(prev) - len(prev.lstrip())
+        prev_indent = len(raw_prev) - len(raw_prev.lstrip())
         bullet = re.match(r"^\s*(?:[-*+]|\d+[.)])\s+", prev)
         same_block = indent == prev_indent or (bullet is not None and prev_indent < indent <= prev_indent + 4)
         structured = (
-            prev.rstrip().endswith(("::", "|")) or re.match(r"\s*(?:\||<[A-Za-z/!])", prev) is not None
+            raw_prev.rstrip().endswith(("::", "|"))
+            or re.match(r"\s*(?:\||<[A-Za-z/!]|#{1,6}\s)", raw_prev) is not None
+            or _FIELD.match(line) is not None
         )
-        if same_block and not structured and not _NO_JOIN.match(line):
+        next_word = line.split(maxsplit=1)[0] if line.strip() else ""
+        wrapped = width == _MARKUP or len(raw_prev) + 1 + len(next_word) > width - 3
+        if same_block and wrapped and not structured and not _NO_JOIN.match(line):
             out[-1] = prev + " " + line.strip()
         else:
             out.append(line)
+        raw_prev = line
     return out
 
 
