@@ -162,18 +162,30 @@ def api_works() -> bool:
         json.dumps({"command": "curl -s localhost/items"}),
         None,
     )
-    ctxgate.compress(_messages(probe), model=MODEL, level="balanced")  # warm-up: vocabularies, imports
-    res = ctxgate.compress(_messages(probe), model=MODEL, level="balanced")
+    ctxgate.compress(_messages(probe), model=MODEL, level="balanced", settings=api_settings())  # warm-up
+    res = ctxgate.compress(_messages(probe), model=MODEL, level="balanced", settings=api_settings())
     return res.skip_reason != "not_implemented" and res.tokens_after < res.tokens_before
 
 
 SKIPS: Counter[str] = Counter()
+_SETTINGS: list[Any] = []
+
+
+def api_settings() -> Any:
+    """Settings for the library API: in-memory stores, so that no decision of an earlier run
+    (compress-once) is replayed and nothing is written to ./data; every other setting default."""
+    if not _SETTINGS:
+        from ctxgate.settings import load_settings
+
+        data = Path(tempfile.mkdtemp(prefix="ctxgate-bench-data-"))
+        _SETTINGS.append(load_settings(decision_store="memory", ledger_store="memory", data_dir=data))
+    return _SETTINGS[0]
 
 
 def compress_item(item: Item, via: str, level: str) -> tuple[str, float]:
     t0 = time.perf_counter()
     if via == "api":
-        res = ctxgate.compress(_messages(item), model=MODEL, level=level)
+        res = ctxgate.compress(_messages(item), model=MODEL, level=level, settings=api_settings())
         content = res.messages[-1].get("content")
         out = content if isinstance(content, str) else item.text
         if res.skip_reason:
