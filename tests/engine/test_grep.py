@@ -48,6 +48,9 @@ def test_score() -> None:
         f"nova-api.log.1.2017-05-16_13:53:08 2017-05-16 00:00:{i:02d}.1 INFO req {i}" for i in range(30)
     )
     assert GREP.score(stamped, BAL) < 0  # the same "file:line" on every line is a log stamp
+    view = "\n".join(["[File: /testbed/src/fields.py (1998 lines total)]", "(1457 more lines above)"])
+    view += "\n" + "\n".join(f"{i}:        self.value_{i} = {i}" for i in range(1458, 1560))
+    assert GREP.score(view, BAL) < 0  # an editor's file view is not grep --heading output
 
 
 def test_context_trimmed_match_prefixes_kept() -> None:

@@ -147,6 +147,24 @@ def test_near_duplicate_paragraph_dropped() -> None:
     assert base in out and near not in out and "near-repeat" in out
 
 
+def test_near_duplicate_block_keeps_differing_lines() -> None:
+    def trace(line_no: int) -> list[str]:
+        return [
+            "     code: {:ok, view, _html} = live(build_conn(), session_path)",
+            "     stacktrace:",
+            "       (phoenix 1.8.3) lib/phoenix/token.ex:266: Phoenix.Token.get_endpoint_key_base/1",
+            "       (phoenix 1.8.3) lib/phoenix/token.ex:135: Phoenix.Token.sign/4",
+            "       (phoenix_live_view 1.1.22) lib/phoenix_live_view/static.ex:158: Static.do_render/4",
+            f"       test/spotter_web/live/session_live_test.exs:{line_no}: (test)",
+        ]
+
+    text = "\n".join([*trace(171), "", "  2) test second one", "", *trace(214)])
+    out = PROSE.compress(text, BAL).text
+    assert "session_live_test.exs:171" in out and "session_live_test.exs:214" in out
+    assert out.count("Phoenix.Token.sign/4") == 1
+    assert "[... 5 of 6 lines omitted: same as in an earlier paragraph" in out
+
+
 def test_long_code_keeps_head_and_tail() -> None:
     body = [f"line_{i} = {i}" for i in range(LONG_CODE + 20)]
     text = "\n".join(["Some intro text for the example below, long enough.", "", "```python", *body, "```"])

@@ -36,6 +36,8 @@ _CONTEXT_KEEP = 1
 #: holds a letter (so that ``10:00:00`` times are not paths)
 _MATCH = re.compile(r"^(?P<path>[^\s:]+):(?P<ln>\d+):(?:\d+:)?")
 _PATHLIKE = re.compile(r"[A-Za-z_./]")
+#: a ``--heading`` file line: one path-like word with a dot or a slash
+_HEADING_PATH = re.compile(r"^[\w.@+~-]*[./][\w./@+~-]*$")
 _NUMBERED = re.compile(r"^(?P<ln>\d+)(?P<sep>[:-])")
 _DEFINITION = re.compile(
     r"^\s*(?:export\s+)?(?:async\s+def|def|class|func|fn|function|interface|type|struct|enum|const|let|var)\s"
@@ -90,7 +92,7 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
             heading.entries.append(_Entry(i, int(n.group("ln")), n.group("sep") == ":", line[n.end() :]))
             understood += 1
             continue
-        if i + 1 < len(lines) and _NUMBERED.match(lines[i + 1]) and not line.startswith(" "):
+        if i + 1 < len(lines) and _NUMBERED.match(lines[i + 1]) and _HEADING_PATH.match(line):
             heading = files.setdefault(line, _File(line))
             understood += 1
             continue

@@ -9,7 +9,9 @@ Lossless (levels ``lossless`` and ``balanced``): trailing whitespace removed.
   only a break where the next word would not have fitted within the text's wrap
   width (code, tables, headings, field lists and literal blocks stay as they are);
 * exact and near-duplicate paragraphs (same word 3-grams for 85% or more) after
-  their first occurrence are dropped;
+  their first occurrence are dropped; a near-duplicate of three lines or more
+  keeps the lines that differ (a line number, a name) and drops the ones seen
+  in the earlier paragraph;
 * boilerplate is dropped: badge lines, editor-variable comment blocks, link
   reference lists (markdown ``[label]: url``, rst footnotes ``.. [1]`` and
   targets ``.. _name: url``);
@@ -283,6 +285,7 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
     seen_exact: dict[str, int] = {}
     index: dict[tuple[str, ...], list[int]] = {}
     sets: list[set[tuple[str, ...]]] = []
+    texts: list[list[str]] = []
     dropped = 0
     for b in blocks:
         if b.kind not in ("para", "code"):
@@ -311,11 +314,23 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
                 counts[k] = counts.get(k, 0) + 1
         best = max(counts.items(), key=lambda kv: kv[1], default=(-1, 0))[0]
         if best >= 0 and len(sh & sets[best]) / max(len(sh), len(sets[best])) >= 0.85:
+            earlier = set(texts[best])
+            if len(b.lines) >= 3:
+                # keep the lines that differ (a line number, a name), drop the ones seen before
+                same = [ln for ln in b.lines if ln in earlier]
+                if len(same) >= 2:
+                    what = "same as in an earlier paragraph"
+                    marker = omission_marker(len(same), len(b.lines), "lines", what, key)
+                    b.lines = [*(ln for ln in b.lines if ln not in earlier), marker]
+                    b.kind = "marker"
+                    dropped += 1
+                continue
             _replace(b, omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key))
             dropped += 1
             continue
         k = len(sets)
         sets.append(sh)
+        texts.append(b.lines)
         for s in sketch:
             index.setdefault(s, []).append(k)
     return dropped
