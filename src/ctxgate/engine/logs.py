@@ -127,10 +127,11 @@ _KEEP_TRIGGERS = (
     " more",
 )
 _XTRACE = re.compile(r"^(\++) ")
-#: shell internals in a trace: assignments, tests, builtins (not commands the script ran)
+#: shell internals in a trace: assignments, tests, builtins, private ``_functions`` (not the
+#: commands the script ran)
 _XTRACE_INTERNAL = re.compile(
     r"^\++ (?:local\b|export\b|eval\b|\[|'\[|case\b|shift\b|unset\b|set\b|readonly\b|declare\b|"
-    r"typeset\b|return\b|: |[A-Za-z_][A-Za-z0-9_]*=)"
+    r"typeset\b|return\b|hash\b|: |_\w*\b|[A-Za-z_][A-Za-z0-9_]*=)"
 )
 _TIMESTAMP = re.compile(
     r"^\W{0,3}(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|"
@@ -273,7 +274,7 @@ def _plan_xtrace(lines: list[str], keep: list[int], key: str, plan: Plan) -> Non
             if lines[i].count("'") % 2:
                 open_quote = not open_quote
             i += 1
-        if i - start >= 2:
+        if i - start >= 3:
             plan.drop.update(range(start, i))
             what = "shell trace of nested calls and variable set-up (set -x)"
             plan.mark(i - 1, omission_marker(i - start, n, "lines", what, key))
