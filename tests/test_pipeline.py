@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -391,3 +392,19 @@ def test_property_prefix_stable_while_the_cache_is_warm(steps: list[tuple[int, i
             prev = r.body
 
     asyncio.run(go())
+
+
+async def test_a_long_run_repeated_from_an_earlier_output_becomes_a_reference() -> None:
+    p, store = make()
+    first = "\n".join(f"{i}: {hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(120))
+    later = "status: done\n" + first + "\nall 120 hashes checked"
+    # the earlier output is a protected Read, so it goes upstream exactly
+    turns = [("user", "go"), ("call", "a", "Read", {"file_path": "/h"}), ("result", "a", first),
+             ("call", "b", "TaskOutput", {}), ("result", "b", later)]
+    r = await p.run(anthropic_request(turns), INFO)
+    assert r.counts == {"protected": 1, "repeat": 1, "first_with_history": 1}
+    (key,) = r.ccr_hashes
+    text = tool_texts(r.body)[1]
+    assert text == f"status: done\n[120 lines same as lines 1-120 of the output of tool call a above; retrieve: {key}]" \
+        "\nall 120 hashes checked"
+    assert await store.get("default", key) == later

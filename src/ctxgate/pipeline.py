@@ -351,6 +351,9 @@ class Pipeline:
             return _Decision(pol.duplicate_marker(first, ref), "duplicate", {ref: b.text}, ("duplicate",))
         if reason is not None:
             return _Decision(None, reason)
+        # a long run of lines repeated from an earlier output that went upstream exactly
+        exact = [e for e in conv.blocks[: b.index] if sent.get(e.index) == e.text]
+        rep = pol.repeated_lines(b, exact) if exact else None
         outcome = engine.compress(
             b.text,
             engine.Context(
@@ -362,6 +365,11 @@ class Pipeline:
                 min_tokens=policy.min_tokens,
             ),
         )
+        if rep is not None:
+            ref = retrieval_key(b.text)
+            text = pol.repeat_text(b, rep, ref)
+            if tokens.count(text, info.model).tokens < outcome.tokens_after:
+                return _Decision(text, "repeat", {ref: b.text}, ("repeat",))
         if not outcome.changed:
             return _Decision(None, "verbatim")
         return _Decision(outcome.text, "compressed", {o.key: o.text for o in outcome.originals}, outcome.transforms)

@@ -130,3 +130,16 @@ def test_markers_name_the_call_and_the_retrieval_key() -> None:
 
 def test_arguments_tolerate_non_objects() -> None:
     assert pol.arguments(call("x", [1])) == {} and pol.arguments(None) == {}
+
+
+def test_repeated_lines_finds_the_longest_shared_run() -> None:
+    common = [f"line {i} of the shared part" for i in range(20)]
+    earlier = Block(0, 1, "a", -1, "\n".join(["status: running", *common]), 0, 0)
+    other = Block(1, 3, "b", -1, "\n".join(common[:9]), 0, 0)
+    now = Block(2, 5, "c", -1, "\n".join(["status: done", *common, "42 passed"]), 0, 0)
+    rep = pol.repeated_lines(now, [earlier, other])
+    assert rep is not None and (rep.first.tool_id, rep.first_start, rep.start, rep.end) == ("a", 1, 1, 21)
+    text = pol.repeat_text(now, rep, "ctx_k")
+    assert text == "status: done\n[20 lines same as lines 2-21 of the output of tool call a above; retrieve: ctx_k]\n42 passed"
+    assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(common[:5]), 0, 0), [earlier]) is None  # too short
+    assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(f"x{i}" for i in range(30)), 0, 0), [earlier]) is None

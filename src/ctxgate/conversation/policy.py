@@ -13,6 +13,7 @@ block of every session once).
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import shlex
@@ -26,6 +27,10 @@ POLICY_VERSION = "1"
 
 #: a duplicate output shorter than this (tokens) is kept: the reference would not pay
 DEDUP_MIN_TOKENS = 40
+#: a run of lines repeated from an earlier output is referenced only from this many lines
+REPEAT_MIN_LINES = 8
+#: earlier outputs searched for a repeated run of lines (the most recent ones)
+REPEAT_LOOKBACK = 40
 
 _READ_TOOLS = {
     "read", "read_file", "view_file", "notebookread", "mcp__filesystem__read_file",
@@ -245,6 +250,50 @@ def duplicates(blocks: list[Block]) -> dict[int, Block]:
         elif b.text:
             out[b.index] = seen
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Lines ``[start, end)`` of an output are lines ``[first_start, first_start + end - start)`` of ``first``."""
+
+    first: Block
+    first_start: int
+    start: int
+    end: int
+
+
+def repeated_lines(block: Block, earlier: list[Block]) -> Repeat | None:
+    """The longest run of at least ``REPEAT_MIN_LINES`` lines this output shares with one earlier output.
+
+    For outputs that repeat most of an earlier one (a polled background task, a re-run test suite,
+    a second ``git log``): the run can be replaced by a reference, the rest stays.
+    """
+    lines = block.text.split("\n")
+    if len(lines) < REPEAT_MIN_LINES:
+        return None
+    wanted = set(lines)
+    best: Repeat | None = None
+    for e in earlier[-REPEAT_LOOKBACK:]:
+        other = e.text.split("\n")
+        if len(other) < REPEAT_MIN_LINES or len(wanted.intersection(other)) < REPEAT_MIN_LINES:
+            continue
+        m = difflib.SequenceMatcher(None, other, lines, autojunk=False).find_longest_match(
+            0, len(other), 0, len(lines)
+        )
+        if m.size >= REPEAT_MIN_LINES and (best is None or m.size > best.end - best.start):
+            best = Repeat(e, m.a, m.b, m.b + m.size)
+    return best
+
+
+def repeat_text(block: Block, rep: Repeat, key: str) -> str:
+    """The output with the repeated run replaced by a reference to the earlier output."""
+    lines = block.text.split("\n")
+    a, b = rep.first_start + 1, rep.first_start + rep.end - rep.start
+    where = f"tool call {rep.first.tool_id}" if rep.first.tool_id else "an earlier tool call"
+    marker = (
+        f"[{rep.end - rep.start} lines same as lines {a}-{b} of the output of {where} above; retrieve: {key}]"
+    )
+    return "\n".join(lines[: rep.start] + [marker] + lines[rep.end :])
 
 
 def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
