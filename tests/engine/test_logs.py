@@ -82,6 +82,25 @@ def test_lossless_level_drops_nothing_and_decodes() -> None:
     assert "progress 1%" not in r.text and "progress 100%" in r.text
 
 
+def test_repeated_errors_first_ten_keep_locations() -> None:
+    lines = ["   Compiling demo v0.1.0 (/src/demo)"]
+    for i in range(30):
+        lines += [
+            "error[E0308]: mismatched types",
+            f"  --> src/module_{i}.rs:{10 + i}:5",
+            "   |",
+        ]
+    lines += ["error: could not compile `demo` due to 30 previous errors"]
+    text = "\n".join(lines)
+    out = LOGS.compress(text, BAL).text
+    for i in range(10):
+        assert f"src/module_{i}.rs:{10 + i}:5" in out
+    assert "could not compile `demo` due to 30 previous errors" in out
+    assert "src/module_29.rs:39:5" in out  # the last of a folded group stays
+    assert "error/warning lines like: error[<*>]: mismatched types" in out
+    _check_accounting(text, out)
+
+
 def test_traceback_is_kept_whole() -> None:
     noise = [f"INFO step {i} ok" for i in range(40)]
     tb = [

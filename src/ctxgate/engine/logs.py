@@ -17,8 +17,9 @@ Lossy (``balanced``), each drop announced in place by ``omission_marker``:
 * protected, never folded: the first and last lines, errors, failures,
   warnings and their context, stack traces and tracebacks, pytest failure
   sections, test result lines (pass or fail), summary lines, and lines naming
-  a term from the request or the tool arguments. Error lines that repeat one
-  template many times are folded like the rest, keeping first, last and extremes.
+  a term from the request or the tool arguments. Of an error template that
+  repeats, the first ten lines (three for warnings) keep their context; the
+  rest fold like other lines, keeping first, last and extremes.
 """
 
 from __future__ import annotations
@@ -146,6 +147,12 @@ _ENTRY_END = re.compile(r"^(?:={5,}|-{20,})(?: .* =+)?$")
 _ERROR_LINE = re.compile(r"^E\s|^[A-Za-z_][\w.]*(?:Error|Exception|Failure)\b")
 
 _EDGE = 3  # first and last lines always kept
+#: occurrences of one error (warning) template kept with their context before the rest fold
+_KEEP_ERRORS, _KEEP_WARNINGS = 10, 3
+_WARNING_ONLY = re.compile(
+    r"^(?!.*(?:error|fatal|severe|critical|panic|exception|fail|traceback|denied|refused|abort|segfault))"
+    r".*warn"
+)
 _CONTEXT = 2  # lines kept on each side of a rare error
 _FREE, _ERROR, _KEPT = 0, 1, 2
 
@@ -224,6 +231,7 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
         keep[i] = _KEPT
     counts = Counter(tpls)
     in_trace = in_failures = False
+    seen: dict[str, int] = {}
     for i, line in enumerate(lines):
         if line.startswith("+") and _XTRACE.match(line):
             if line.startswith("+ ") and not _XTRACE_INTERNAL.match(line):
@@ -239,7 +247,9 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
         if in_trace or in_failures:
             keep[i] = _KEPT
         elif i in severe:
-            if counts[tpls[i]] >= 5:
+            seen[tpls[i]] = seen.get(tpls[i], 0) + 1
+            limit = _KEEP_WARNINGS if _WARNING_ONLY.search(low[i]) else _KEEP_ERRORS
+            if counts[tpls[i]] >= 5 and seen[tpls[i]] > limit:
                 keep[i] = max(keep[i], _ERROR)
             else:
                 keep[i] = _KEPT
