@@ -273,13 +273,15 @@ def repeated_lines(block: Block, earlier: list[Block]) -> Repeat | None:
         return None
     wanted = set(lines)
     best: Repeat | None = None
+    # autojunk: lines that make up over 1% of a long output cannot start a run, which bounds the work
+    matcher = difflib.SequenceMatcher(None, autojunk=True)
+    matcher.set_seq2(lines)
     for e in earlier[-REPEAT_LOOKBACK:]:
         other = e.text.split("\n")
         if len(other) < REPEAT_MIN_LINES or len(wanted.intersection(other)) < REPEAT_MIN_LINES:
             continue
-        m = difflib.SequenceMatcher(None, other, lines, autojunk=False).find_longest_match(
-            0, len(other), 0, len(lines)
-        )
+        matcher.set_seq1(other)
+        m = matcher.find_longest_match(0, len(other), 0, len(lines))
         if m.size >= REPEAT_MIN_LINES and (best is None or m.size > best.end - best.start):
             best = Repeat(e, m.a, m.b, m.b + m.size)
     return best
