@@ -6,8 +6,9 @@
 Request k holds the first k turns (Anthropic shape: up to the k-th user message of
 ``score.py export-anthropic``'s body; OpenAI shape: up to the k-th assistant message).
 Bodies are built so that request k+1 starts with the bytes of request k's messages, as
-a real client sends them. Each request goes through ``Pipeline.run`` (memory store,
-unlimited time budget so the numbers do not depend on the machine's load).
+a real client sends them. Each request goes through ``Pipeline.run`` (memory store; no time
+budget by default, so the numbers do not depend on the machine's load: ``--time-budget-ms 100``
+runs it under the server's default budget).
 
 Reported, with and without ctxgate:
 - tokens sent over the whole replay (Claude estimate for the Anthropic shape, o200k for OpenAI);
@@ -223,9 +224,9 @@ def needle_recall(corpus: Path, mirror: Path) -> dict[str, Any]:
                                   "ratio_o200k")}
 
 
-async def run_shape(corpus: Path, shape: str, score: Any, mirror: Path) -> dict[str, Any]:
+async def run_shape(corpus: Path, shape: str, score: Any, mirror: Path, budget_ms: int) -> dict[str, Any]:
     store = MemoryDecisionStore()
-    pipeline = Pipeline(Settings(time_budget_ms=600_000), store, store)
+    pipeline = Pipeline(Settings(time_budget_ms=budget_ms), store, store)
     groups: dict[str, Any] = {}
     total = Tally()
     for path in sorted((corpus / "trajectories").glob("*.jsonl")):
@@ -251,6 +252,8 @@ def main() -> None:
     ap.add_argument("--shape", choices=["anthropic", "openai_chat", "both"], default="both")
     ap.add_argument("--json", type=Path, help="also write the full report here")
     ap.add_argument("--mirror", type=Path, help="keep the compressed tool outputs here (tool_outputs/*.txt)")
+    ap.add_argument("--time-budget-ms", type=int, default=600_000,
+                    help="the pipeline's time budget (default: none in practice; 100 is the server default)")
     args = ap.parse_args()
     score = load_score(args.corpus)
     shapes = ["anthropic", "openai_chat"] if args.shape == "both" else [args.shape]
@@ -258,7 +261,7 @@ def main() -> None:
     for shape in shapes:
         with tempfile.TemporaryDirectory() as tmp:
             mirror = (args.mirror / shape) if args.mirror else Path(tmp)
-            out[shape] = asyncio.run(run_shape(args.corpus, shape, score, mirror))
+            out[shape] = asyncio.run(run_shape(args.corpus, shape, score, mirror, args.time_budget_ms))
         t, nd = out[shape]["total"], out[shape]["needles"]
         print(f"== {shape}: {t['requests']} requests, {t['ms_per_request']} ms/request")
         print(f"   tokens sent     without {t['tokens_without']:>11,}  with {t['tokens_with']:>11,}  "
