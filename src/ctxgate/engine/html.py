@@ -2,9 +2,11 @@
 
 Level ``balanced`` only (extraction drops page chrome, so it is lossy): the page
 goes through trafilatura (a maintained main-content extractor, already a
-dependency, offline) with metadata, links, formatting, tables and code blocks
-kept. The output starts with the page's title, author, date and address as far
-as they are known, then the main text as markdown, then one ``omission_marker``
+dependency, offline) with links, formatting, tables and code blocks kept. The
+output starts with the page's title, author, date, address, byline and figure
+captions as far as the page states them (read with lxml: trafilatura's own
+metadata pass costs as much as the extraction), then the main text as markdown,
+then one ``omission_marker``
 saying what was dropped (navigation, scripts, styles, boilerplate) with the
 retrieval key of the whole page. When trafilatura finds no main content, the
 visible text of the page (scripts, styles and hidden parts removed, one line per
@@ -81,7 +83,7 @@ class HtmlCompressor:
         extracted = trafilatura.extract(
             tree,
             output_format="markdown",
-            with_metadata=True,
+            with_metadata=False,
             include_links=True,
             include_formatting=True,
             include_tables=True,
@@ -112,12 +114,34 @@ _BYLINE = (
 _CAPTION = "//figcaption | //*[contains(@class,'caption')]"
 
 
+#: (label, xpath giving a string) for the page's metadata, first non-empty wins
+_META = (
+    ("Headline", "string((//meta[@property='og:title' or @name='twitter:title']/@content)[1])"),
+    ("Author", "string(//meta[@name='author' or @property='article:author' or @name='byl']/@content)"),
+    (
+        "Date",
+        "string((//meta[@property='article:published_time' or @name='date' or @itemprop='datePublished'"
+        " or @name='pubdate' or @property='og:published_time']/@content | //time/@datetime)[1])",
+    ),
+    ("URL", "string((//link[@rel='canonical']/@href | //meta[@property='og:url']/@content)[1])"),
+    ("Site", "string(//meta[@property='og:site_name']/@content)"),
+)
+
+
 def _extras(tree: lxml.html.HtmlElement) -> list[tuple[str, str]]:
-    """Title tag, byline and figure captions, which main-content extraction often drops."""
+    """Title, author, date, address, byline and figure captions: the page's metadata
+    (read here, much cheaper than trafilatura's own) and what main-content extraction
+    often drops."""
     found: list[tuple[str, str]] = []
     title = tree.find(".//title")
     if title is not None:
         found.append(("Title", " ".join(title.text_content().split())))
+    for label, xpath in _META:
+        value = tree.xpath(xpath)
+        if isinstance(value, str) and value.strip():
+            value = " ".join(value.split())[:300]
+            if not any(value == v for _, v in found):
+                found.append((label, value))
     for label, xpath, limit, longest in (("Byline", _BYLINE, 2, 120), ("Caption", _CAPTION, 4, 300)):
         seen: set[str] = set()
         for el in tree.xpath(xpath):

@@ -79,7 +79,7 @@ _KEEP_START = re.compile(
     r"|=+ .*\b(?:passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?|"
     r"no tests ran|failures|short test summary)\b"
     r"|ran \d+ tests? in|(?:ok|failed)\b(?: \(.*\))?$"
-    r"|test result:|(?:pass|fail|ok)[ \t]*$"
+    r"|test result:|(?:pass|fail|ok)[ \t]*$|(?:pass|fail)[ \t]+\S+\.\w+\b"
     r"|(?:summary|total|finished|completed|done)\b"
     r"|[ \t]+at [\w$.<>/]+\(|[ \t]+\.\.\. \d+ more$|[ \t]+at .+:\d+:\d+\)?$"
 )
