@@ -20,6 +20,7 @@ from tests.factories import anthropic_request, openai_chat_request
         ("cat a.py b.py", ["a.py", "b.py"]),
         ("cd /testbed && nl -ba django/db/models.py | sed -n '1,200p'", ["django/db/models.py"]),
         ("sed -n '10,40p' setup.py", ["setup.py"]),
+        ("sed -n -e '10,40p' setup.py", ["setup.py"]),
         ("head -n 50 README.md", ["README.md"]),
         ("head -50 README.md", ["README.md"]),
         ("tail -n 20 log.txt", ["log.txt"]),

@@ -94,7 +94,7 @@ def _printed_paths(stage: list[str], first: bool) -> list[str] | None:
     if not stage or stage[0] not in _PRINTERS:
         return None
     cmd, operands, opts = stage[0], [], _OPTS_WITH_VALUE.get(stage[0], set())
-    quiet = False
+    quiet = script = False
     it = iter(stage[1:])
     for w in it:
         if w in (">", ">>", "<", "|&", "<<", "<<<") or w.startswith(">"):
@@ -104,15 +104,16 @@ def _printed_paths(stage: list[str], first: bool) -> list[str] | None:
         elif cmd == "sed" and w.startswith(("-i", "--in-place")):
             return None
         elif w in opts:
+            script = script or w in ("-e", "-f")
             next(it, None)
         elif w.startswith("-") and w != "-":
             continue
         else:
             operands.append(w)
     if cmd == "sed":
-        if not quiet or not operands:
+        if not quiet or not (operands or script):
             return None
-        operands = operands[1:]  # the script
+        operands = operands if script else operands[1:]  # the first operand is the script
     if first and not operands:
         return None
     return operands
