@@ -118,6 +118,13 @@ def test_short_line_records_not_joined() -> None:
     assert out == records
 
 
+def test_front_matter_untouched() -> None:
+    front = "---\ntitle: My page\nauthor: me\ntags: [a, b]\n---"
+    body = "# One\n\nSome words here that\nwrap onto a second line.\n\n## Two\n\nMore words."
+    out = PROSE.compress(f"{front}\n\n{body}", BAL).text
+    assert out.startswith(front + "\n") and "Some words here that wrap onto a second line." in out
+
+
 def test_heading_line_not_joined_to_text() -> None:
     text = "## Problem\nThe renderer drops lines.\nIt also drifts.\n\n## Solution\nShare one pipeline.\nOwner: Ann"
     out = PROSE.compress(text, BAL).text

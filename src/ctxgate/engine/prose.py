@@ -166,6 +166,11 @@ def _blocks(lines: list[str]) -> list[_Block]:
     #: indentation of the previous paragraph when it ended with "::" (an rst literal block follows)
     literal_after: int | None = None
     literal_kind = "code"
+    if n and lines[0] in ("---", "+++"):  # front matter (YAML / TOML) stays as it is
+        end = next((k for k in range(1, min(n, 200)) if lines[k] in (lines[0], "...")), 0)
+        if end:
+            blocks.append(_Block(0, lines[: end + 1], "raw"))
+            i = end + 1
     while i < n:
         line = lines[i]
         if not line:
@@ -260,6 +265,7 @@ def _unwrap(para: list[str], width: int) -> list[str]:
         structured = (
             raw_prev.rstrip().endswith(("::", "|"))
             or re.match(r"\s*(?:\||<[A-Za-z/!]|#{1,6}\s)", raw_prev) is not None
+            or _UNDERLINE.match(raw_prev) is not None
             or _FIELD.match(line) is not None
         )
         next_word = line.split(maxsplit=1)[0] if line.strip() else ""
