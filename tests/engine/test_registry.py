@@ -100,3 +100,19 @@ def test_compress_part_excludes_the_caller(monkeypatch) -> None:
     monkeypatch.setattr(registry, "COMPRESSORS", (Lossy(),))
     text = "word " * 100
     assert registry.compress_part(text, Context(), exclude=frozenset({"lossy"})).skipped == ("no compressor",)
+
+
+class Sure:
+    name = "sure"
+
+    def score(self, text: str, ctx: Context) -> float:
+        return registry.FINAL_SCORE
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        return Result(text)
+
+
+def test_a_final_score_ends_detection() -> None:
+    assert registry.detect("x", Context(), (Sure(), Broken())) is not None  # Broken's scorer is never asked
+    found = registry.detect("x", Context(), (Lossy(), Sure(), Lossy()))
+    assert found is not None and found.name == "sure"

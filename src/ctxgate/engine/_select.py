@@ -36,6 +36,28 @@ ERROR_WORDS = re.compile(
     r"unhealthy|backoff|evicted|critical|segfault|abort(?:ed)?)\b",
     re.I,
 )
+#: cheap substring pre-check: ERROR_WORDS can only match where one of these occurs
+_ERROR_STEMS = (
+    "err",
+    "fail",
+    "fatal",
+    "exception",
+    "panic",
+    "traceback",
+    "denied",
+    "refused",
+    "time",
+    "crash",
+    "oomkilled",
+    "unauthorized",
+    "forbidden",
+    "unhealthy",
+    "backoff",
+    "evicted",
+    "critical",
+    "segfault",
+    "abort",
+)
 _ERROR_KEYS = re.compile(r"(?:^|[._])(?:error|errors|exception|failure|failures|stderr)$", re.I)
 _STATUS_KEYS = re.compile(r"(?:^|[._])(?:status|state|level|severity|conclusion|result|outcome|phase)$", re.I)
 _BAD_STATUS = re.compile(
@@ -162,23 +184,47 @@ def _strings(v: object) -> list[str]:
     return []
 
 
-def is_error(fields: Mapping[str, Scalar]) -> bool:
-    """Whether a record looks like an error: error words, an error field, a bad status or exit code."""
+def _key_kind(path: str) -> int:
+    """0: plain, 1: error field, 2: status field, 3: exit code, 4: HTTP status code."""
+    if _ERROR_KEYS.search(path):
+        return 1
+    if _STATUS_KEYS.search(path):
+        return 2
+    last = path.rsplit(".", 1)[-1].lower()
+    if last in ("exit_code", "exitcode", "returncode", "return_code"):
+        return 3
+    if last in ("status_code", "statuscode", "http_status"):
+        return 4
+    return 0
+
+
+def is_error(fields: Mapping[str, Scalar], kinds: dict[str, int] | None = None) -> bool:
+    """Whether a record looks like an error: error words, an error field, a bad status or exit code.
+
+    ``kinds`` caches the kind of each field path across the records of one list.
+    """
+    kinds = {} if kinds is None else kinds
+    strings: list[str] = []
     for path, value in fields.items():
-        if _ERROR_KEYS.search(path) and value not in (None, False, "", 0, "null"):
-            return True
+        kind = kinds.get(path)
+        if kind is None:
+            kind = kinds[path] = _key_kind(path)
         if isinstance(value, str):
-            if _STATUS_KEYS.search(path) and _BAD_STATUS.match(value.strip()):
-                return True
-            if ERROR_WORDS.search(value[:2000]):
-                return True
-        elif isinstance(value, int) and not isinstance(value, bool):
-            last = path.rsplit(".", 1)[-1].lower()
-            if last in ("exit_code", "exitcode", "returncode", "return_code") and value != 0:
-                return True
-            if last in ("status_code", "statuscode", "http_status") and value >= 400:
-                return True
-    return False
+            strings.append(value[:2000])
+        if kind == 0:
+            continue
+        if kind == 1 and value not in (None, False, "", 0, "null"):
+            return True
+        if kind == 2 and isinstance(value, str) and _BAD_STATUS.match(value.strip()):
+            return True
+        number = isinstance(value, int) and not isinstance(value, bool)
+        if number and ((kind == 3 and value != 0) or (kind == 4 and value >= 400)):  # type: ignore[operator]
+            return True
+    if not strings:
+        return False
+    joined = "\n".join(strings)
+    low = joined.lower()
+    return any(stem in low for stem in _ERROR_STEMS) and ERROR_WORDS.search(joined) is not None
 
 
 def select(
@@ -194,8 +240,9 @@ def select(
         return Selection(tuple(range(n)), "")
     must: dict[int, None] = dict.fromkeys((0, 1, n - 1))
     important: dict[int, None] = {}
+    kinds: dict[str, int] = {}
     for i, rec in enumerate(records):
-        if is_error(rec):
+        if is_error(rec, kinds):
             important[i] = None
     terms = request_terms(ctx)
     if terms:

@@ -420,7 +420,7 @@ class JsonCompressor:
 
     def compress(self, text: str, ctx: Context) -> Result:
         kind, value = parse(text)
-        tables = not _has_table_keys(value)
+        tables = ("@" not in text and "\\u0040" not in text) or not _has_table_keys(value)
         transforms: list[str] = []
         skipped: list[str] = [] if tables else ["json:table: data has @columns/@rows keys"]
         originals: list[Original] = []

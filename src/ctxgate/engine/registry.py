@@ -9,7 +9,9 @@
 3. Every compressor scores the body; the highest positive score wins (ties: the earlier
    entry in ``COMPRESSORS``). Scores, by convention: 0.9 and up for a full structural
    parse (JSON, a unified diff), 0.5 to 0.9 for strong line-shape evidence (logs, grep,
-   tables), 0.2 to 0.5 for weak evidence or a fallback (prose, mixed sections).
+   tables), 0.2 to 0.5 for weak evidence or a fallback (prose, mixed sections). A score of
+   ``FINAL_SCORE`` (0.95) or more ends the search at once (a file read, a complete JSON
+   parse), which keeps the other scorers off the largest outputs.
 4. Below the winner's minimum size (``ctx.min_tokens_for(name, compressor.min_tokens)``)
    nothing happens. A compressor with ``verbatim = True`` (source code) is never changed.
 5. The compressor runs. ``ValueError`` (or any other error) means the original passes
@@ -37,12 +39,15 @@ from ctxgate.engine.prose import ProseCompressor
 from ctxgate.engine.sections import SectionsCompressor
 from ctxgate.engine.table import TableCompressor
 
-#: Compressors in tie-break order, one per line.
+#: A score at least this high is final: later compressors are not asked (file reads, full JSON parses).
+FINAL_SCORE = 0.95
+
+#: Compressors in tie-break order, one per line. The first ones can end detection early (FINAL_SCORE).
 COMPRESSORS: tuple[Compressor, ...] = (
+    CodeCompressor(),
     JsonCompressor(),
     TableCompressor(),
     ConfigCompressor(),
-    CodeCompressor(),
     DiffCompressor(),
     GrepCompressor(),
     HtmlCompressor(),
@@ -91,6 +96,8 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
     best_score = 0.0
     for c in COMPRESSORS if compressors is None else compressors:
         s = _score(c, text, ctx)
+        if s >= FINAL_SCORE:
+            return c
         if s > best_score:
             best, best_score = c, s
     return best
