@@ -190,11 +190,11 @@ class Pipeline:
             return await self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
         session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
         level = info.level or s.level
-        price = self.price_of(info.model)
+        policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
         skip = None
         if level == "off":
             skip = "level_off"
-        elif price is not None and price < s.price_floor_per_mtok:
+        elif policy.below_price_floor(self.price_of(info.model)):
             skip = "price_floor"
         elif not conv.blocks:
             skip = "no_candidates"
@@ -214,7 +214,6 @@ class Pipeline:
             existing = await self.decisions.get_many(keys)
         except StoreError as exc:
             return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
-        policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
         remaining = budget - (self.timer() - start)
         if remaining <= 0:
             return await self._passthrough(raw, info, conv, session, "time_budget", None)

@@ -144,3 +144,9 @@ def test_repeated_lines_finds_the_longest_shared_run() -> None:
     assert text == "status: done\n[20 lines same as lines 2-21 of the output of tool call a above; retrieve: ctx_k]\n42 passed"
     assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(common[:5]), 0, 0), [earlier]) is None  # too short
     assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(f"x{i}" for i in range(30)), 0, 0), [earlier]) is None
+
+
+def test_price_floor() -> None:
+    p = pol.Policy.from_settings(Settings(price_floor_per_mtok=1.0))
+    assert p.below_price_floor(0.25) and not p.below_price_floor(3.0) and not p.below_price_floor(None)
+    assert not pol.Policy.from_settings(Settings()).below_price_floor(0.0)

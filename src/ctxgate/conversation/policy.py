@@ -4,7 +4,8 @@ Only tool outputs are candidates. An output stays byte-exact when its tool is on
 agent edits against by exact string (``protected_tools`` plus the request's
 ``exclude_tools``), when it came from a shell command that prints a file (``cat``,
 ``sed -n``, ``head``, ``tail``, ``nl``, ``less`` of a path), when it is an error result
-up to ``max_verbatim_error_tokens``, or when it is smaller than ``min_tokens``.
+up to ``max_verbatim_error_tokens``, or when it is smaller than ``min_tokens``. Requests
+for a model cheaper than ``price_floor_per_mtok`` are not compressed at all.
 
 Pure: no I/O, no clock. ``POLICY_VERSION`` is part of every decision key; bump it only
 when a change must not replay decisions made under the old rules (it re-decides every
@@ -198,6 +199,8 @@ class Policy:
     max_verbatim_error_tokens: int
     level: Level
     tool_levels: tuple[tuple[str, Level], ...] = ()
+    #: models whose input price (USD per 1M tokens) is below this are not compressed
+    price_floor_per_mtok: float = 0.0
 
     @classmethod
     def from_settings(
@@ -215,7 +218,12 @@ class Policy:
             max_verbatim_error_tokens=settings.max_verbatim_error_tokens,
             level=level or settings.level,
             tool_levels=tuple(sorted((k.lower(), v) for k, v in settings.tool_levels.items())),
+            price_floor_per_mtok=settings.price_floor_per_mtok,
         )
+
+    def below_price_floor(self, price_per_mtok: float | None) -> bool:
+        """The model is too cheap to be worth compressing (an unknown price never is)."""
+        return price_per_mtok is not None and price_per_mtok < self.price_floor_per_mtok
 
     def level_for(self, tool_name: str | None) -> Level:
         name = (tool_name or "").lower()
