@@ -102,6 +102,12 @@ def test_wrapped_paragraphs_joined_not_cut() -> None:
     assert out.split("\n\n")[0] == " ".join(words)
 
 
+def test_shell_output_lines_never_joined() -> None:
+    text = "# Title\n\nA line that an agent\nmay quote in an edit.\n\n## Next\n\nMore text here."
+    out = PROSE.compress(text, Context(tool_name="Bash", level="balanced")).text
+    assert out == text
+
+
 def test_short_line_records_not_joined() -> None:
     records = "\n".join(
         [

@@ -4,7 +4,9 @@ Lossless (levels ``lossless`` and ``balanced``): trailing whitespace removed.
 
 ``balanced`` adds, never cutting a paragraph or a sentence:
 
-* paragraphs are joined into one line each where their line breaks are soft: in a
+* for fetched pages and documents (tool names like ``WebFetch``; never for a file
+  printed by a shell, whose exact lines an agent may quote back in an edit),
+  paragraphs are joined into one line each where their line breaks are soft: in a
   document with headings (markdown, rst) every break inside a paragraph; elsewhere
   only a break where the next word would not have fitted within the text's wrap
   width (code, tables, headings, field lists and literal blocks stay as they are);
@@ -144,7 +146,9 @@ class ProseCompressor:
             transforms.append("prose:dedupe")
         out: list[str] = []
         joined = False
-        width = wrap_width(blocks)
+        # joining lines changes the exact text an agent may quote back in an edit: only for
+        # fetched pages and documents, never for a file read through a shell
+        width = wrap_width(blocks) if _fetched(ctx) else 0
         for b in blocks:
             if b.kind == "para":
                 para = _unwrap(b.lines, width)
@@ -217,6 +221,14 @@ def _blocks(lines: list[str]) -> list[_Block]:
         literal_kind = "table" if re.match(r"^\s*\.\. [\w-]*table::", lines[i]) else "code"
         i = j
     return blocks
+
+
+_FETCH_TOOL = re.compile(r"fetch|web|brows|url|http|search|doc", re.I)
+
+
+def _fetched(ctx: Context) -> bool:
+    """Whether the text came from a web fetch or a documentation tool (by tool name)."""
+    return bool(ctx.tool_name) and _FETCH_TOOL.search(ctx.tool_name or "") is not None
 
 
 def _indent(line: str) -> int:
