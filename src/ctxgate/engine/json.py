@@ -16,8 +16,8 @@ returned under the marker's retrieval key:
 
 * long arrays keep first/last, error, request-matching and anomalous items and an even
   sample (``_select``); each gap becomes a marker string in the array;
-* link fields (``*_url`` keys holding URLs or URL templates, other than the human
-  ``html_url``/``web_url``) are dropped, listed in one marker line above the JSON;
+* link fields (``*_url`` keys holding URLs or URL templates, other than ``KEEP_LINKS``:
+  ``html_url``, ``web_url``, ``clone_url``) are dropped, listed in one marker line above the JSON;
 * long multi-line string values (embedded logs, stack traces) are compressed by the
   dispatcher as text of their own kind;
 * inside Kubernetes objects, bookkeeping and plumbing fields (``K8S_PLUMBING``: uids,
@@ -41,8 +41,9 @@ from ctxgate.engine._api import Context, Original, Result, omission_marker, retr
 
 COLUMNS = "@columns"
 ROWS = "@rows"
-#: human-facing link fields that are kept while other ``*_url`` fields are dropped
-KEEP_LINKS = frozenset({"html_url", "web_url", "url", "href"})
+#: link fields that are kept while other ``*_url`` fields are dropped: the page a person opens
+#: and the address an agent clones from
+KEEP_LINKS = frozenset({"html_url", "web_url", "clone_url", "url", "href"})
 _URLISH = re.compile(r"^(?:https?://|/)\S*$|\{[/?&]?\w+(?:,\w+)*\}")
 _LONG_STRING_LINES = 12
 _LONG_STRING_CHARS = 600
