@@ -243,7 +243,7 @@ async def test_pass_through_reasons(raw: bytes, info: RequestInfo, reason: str) 
 
 async def test_price_floor_and_body_size() -> None:
     store = MemoryDecisionStore()
-    cheap = Pipeline(Settings(price_floor_per_mtok=1.0), store, store, price_of=lambda m: 0.25)
+    cheap = Pipeline(Settings(price_floor_per_mtok=1.0, time_budget_ms=60_000), store, store, price_of=lambda m: 0.25)
     assert (await cheap.run(anthropic_request(T2), INFO)).skip_reason == "price_floor"
     small = Pipeline(Settings(max_body_bytes=1024), store, store)
     assert (await small.run(anthropic_request(T2), INFO)).skip_reason == "too_large"
