@@ -304,10 +304,11 @@ async def test_active_sessions_and_keys() -> None:
     await p.aclose()
 
 
-def test_build_pipeline_opens_the_configured_store(tmp_path: Path) -> None:
+async def test_build_pipeline_opens_the_configured_store(tmp_path: Path) -> None:
     p = build_pipeline(Settings(data_dir=tmp_path))
     assert isinstance(p.decisions, SqliteDecisionStore) and (tmp_path / "decisions.sqlite3").exists()
     assert p.decisions is p.originals is p.sessions
+    await p.aclose()
     assert isinstance(build_pipeline(Settings(decision_store="memory")).decisions, MemoryDecisionStore)
     with pytest.raises(ConfigError):
         build_pipeline(Settings(decision_store="redis"))
