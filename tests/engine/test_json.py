@@ -171,3 +171,12 @@ def test_kubernetes_plumbing_dropped_inside_objects_only() -> None:
     assert '"uid"' in J.compress(json.dumps(not_k8s, indent=2), BALANCED).text
     asked = J.compress(json.dumps(pod, indent=2), Context(query="what is the uid of web-0?"))
     assert "4f346c63" in asked.text
+
+
+def test_lists_of_plain_values_are_kept_up_to_a_hundred() -> None:
+    paths = [f"src/pkg/module_{i:03d}/implementation_file.py" for i in range(90)]
+    out = J.compress(json.dumps({"files": paths}, indent=2), BALANCED)
+    assert all(p in out.text for p in paths) and not out.originals
+    many = [f"src/pkg/module_{i:04d}/implementation_file.py" for i in range(1000)]
+    out = J.compress(json.dumps({"files": many}, indent=2), BALANCED)
+    assert "of 1000 items omitted" in out.text

@@ -47,6 +47,8 @@ KEEP_LINKS = frozenset({"html_url", "web_url", "clone_url", "url", "href"})
 _URLISH = re.compile(r"^(?:https?://|/)\S*$|\{[/?&]?\w+(?:,\w+)*\}")
 _LONG_STRING_LINES = 12
 _LONG_STRING_CHARS = 600
+#: arrays of plain values (paths, names, flags) are the content itself: kept whole up to this length
+_KEEP_SCALARS = 100
 #: an array is sampled only when that drops at least this many characters (a marker costs ~90)
 _MIN_SAVED_CHARS = 1200
 #: repeated values at least this long (minified) are written once, later copies refer to it
@@ -359,7 +361,8 @@ class Reduction:
 
     def _array(self, items: list[Any]) -> list[Any]:
         n = len(items)
-        if n <= _select.KEEP_ALL:
+        scalars = not any(isinstance(x, dict | list) for x in items)
+        if n <= _select.KEEP_ALL or (scalars and n <= _KEEP_SCALARS):
             return [self.reduce(x) for x in items]
         texts = [_text(x) for x in items]
         records = [_select.flatten(x) for x in items]
