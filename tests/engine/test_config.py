@@ -50,3 +50,19 @@ def test_comments_block_rewriting() -> None:
 def test_duplicate_keys_are_not_config() -> None:
     # log lines shaped like "LEVEL: message" parse as YAML with repeated keys; rewriting would lose lines
     assert kind("INFO: a\nINFO: b\nWARN: c\nINFO: d\n") is None
+
+
+def test_kubernetes_yaml_drops_are_announced() -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-0", "uid": "4f346c63-4d5b-461b-898c-9c0fca14b797", "resourceVersion": "1"},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1", "imagePullPolicy": "IfNotPresent"}] * 3},
+        "status": {"phase": "Running"},
+    }
+    text = yaml.safe_dump(pod, sort_keys=False)
+    out = C.compress(text, Context())
+    assert out.text.startswith("# [... ") and "Kubernetes bookkeeping/plumbing fields" in out.text
+    assert "config:drop-k8s-plumbing" in out.transforms and out.originals[0].text == text
+    assert "uid" not in out.text.split("\n", 1)[1] and "nginx:1" in out.text
+    assert yaml.safe_load(out.text)["metadata"]["name"] == "web-0"

@@ -95,14 +95,16 @@ class ConfigCompressor:
         key = retrieval_key(text)
         red = Reduction(ctx, key, request_terms(ctx), exclude=frozenset({"config", "json"}))
         docs = [red.reduce(d) for d in yaml.load_all(text, Loader=_Loader)]
-        if not (red.items_dropped or red.links or red.strings):
+        if not (red.items_dropped or red.links or red.plumbing or red.strings):
             return Result(stripped, transforms)
         body = yaml.dump_all(
             docs, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30, default_flow_style=False
         )
-        marker = red.link_marker()
+        markers = [m for m in (red.link_marker(), red.plumbing_marker()) if m]
         lossy: tuple[str, ...] = ("config:sample",) if red.items_dropped else ()
-        lossy += ("config:drop-links",) if marker else ()
+        lossy += ("config:drop-links",) if red.links else ()
+        lossy += ("config:drop-k8s-plumbing",) if red.plumbing else ()
+        lossy += ("config:inner-minify",) if red.inner else ()
         lossy += ("config:long-strings", *red.transforms) if red.strings else ()
-        out = (marker + "\n" if marker else "") + body
+        out = "".join(f"# {m}\n" for m in markers) + body  # a comment: the YAML still parses
         return Result(out, ("config:reserialize", *lossy), (Original(key, text), *red.originals))
