@@ -187,21 +187,36 @@ def test_long_code_keeps_head_and_tail() -> None:
     assert m and m.group(3) == "lines" and int(m.group(1)) == len(body) - 20 and int(m.group(2)) == len(body)
 
 
-def test_query_drops_far_sections_naming_them() -> None:
+def _guide() -> str:
     sections = []
-    for name, words in (
+    topics = (
         ("Installation", "pip wheel virtualenv"),
         ("Caching", "decision store replay"),
-        ("Pricing", "dollars tokens invoice"),
-    ):
-        sections += [f"## {name}", "", f"This section talks about {words} in some detail.", ""]
-    text = "\n".join(["# Guide", "", "Intro paragraph about the guide itself.", "", *sections])
+        ("Pricing", "dollars invoice billing"),
+        ("Metrics", "prometheus counters dashboards"),
+        ("Security", "bearer tenants secrets"),
+    )
+    for name, words in topics:
+        body = f"This section talks about {words} in some detail, with more words around them. " * 6
+        sections += [f"## {name}", "", body.strip(), ""]
+    return "\n".join(["# Guide", "", "Intro paragraph about the guide itself.", "", *sections])
+
+
+def test_query_drops_far_sections_naming_them() -> None:
+    text = _guide()
     out = PROSE.compress(
         text, Context(level="balanced", query="how does the decision store replay work?")
     ).text
     assert "decision store replay" in out and "Intro paragraph" in out
-    assert "pip wheel" not in out and "dollars" not in out
-    assert '"Installation"' in out and '"Pricing"' in out
+    assert "pip wheel" not in out and "dollars" not in out and "prometheus" not in out
+    assert '"Installation"' in out and '"Pricing"' in out and '"Security"' in out
+
+
+def test_vague_query_drops_no_section() -> None:
+    text = _guide()
+    for query in ("Help me with this task.", "please fix the installation", "what does this page say?"):
+        out = PROSE.compress(text, Context(level="balanced", query=query)).text
+        assert "sections omitted" not in out, query
 
 
 def test_lossless_level_only_trailing_whitespace() -> None:

@@ -20,9 +20,11 @@ Lossless (levels ``lossless`` and ``balanced``): trailing whitespace removed.
 * a short copyright or license section becomes one marker;
 * code examples longer than ``LONG_CODE`` lines keep their first 15 and last 5
   lines, with a marker for the middle;
-* when the request (``ctx.query``) names what is wanted, whole sections that
-  share none of its words are dropped, keeping the introduction and the
-  headings' outline; the marker names the omitted headings.
+* when the request (``ctx.query``) clearly names what is wanted (two informative
+  words, or a name like ``snake_case``, found together in one section of a long
+  document), whole sections that share none of its words are dropped, keeping
+  the introduction; the marker names the omitted headings. A vague request
+  ("help me with this") drops nothing.
 
 Every drop is announced in place by ``omission_marker`` with the retrieval key of
 the whole original.
@@ -52,54 +54,18 @@ _BADGE = re.compile(r"^\s*(?:\[?!\[[^\]]*\]\([^)]*\)\]?(?:\([^)]*\))?\s*)+$")
 _LINK_DEF = re.compile(r"^\s*\[([^\]]+)\]:\s+\S+|^\.\. (?:\[[^\]]+\]|_[^:]+:)(?:\s|$)")
 _EDITOR_VARS = re.compile(r"Local Variables:.*?End:", re.S)
 _WORD = re.compile(r"[a-z0-9]+")
+#: words that say nothing about which part of a document is wanted
 _STOP = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "with",
-        "is",
-        "are",
-        "was",
-        "be",
-        "it",
-        "this",
-        "that",
-        "as",
-        "by",
-        "at",
-        "from",
-        "how",
-        "what",
-        "why",
-        "when",
-        "where",
-        "which",
-        "who",
-        "does",
-        "do",
-        "can",
-        "i",
-        "you",
-        "we",
-        "they",
-        "my",
-        "our",
-        "your",
-        "please",
-        "about",
-        "into",
-        "not",
-        "no",
-        "yes",
-    ]
+    re.findall(
+        r"\w+",
+        "the a an and or of to in on for with is are was be it this that as by at from how what why "
+        "when where which who does do can i you we they my our your please about into not no yes "
+        "help task need want make work working works issue problem problems code file files look "
+        "find show tell explain could would should will just like some more also here there then "
+        "than them these those have has had using used use read check give get know thing things "
+        "fix change update add remove doc docs document page section sections part text content "
+        "information info question answer following below above",
+    )
 )
 
 
@@ -296,6 +262,7 @@ def _shingles(lines: list[str]) -> set[tuple[str, ...]]:
 
 
 _SKETCH = 16
+_MIN_DOC_FOR_QUERY = 2000  # characters; a short document is read whole
 
 
 def _drop_duplicates(blocks: list[_Block], key: str) -> int:
@@ -449,24 +416,35 @@ def _drop_link_lists(blocks: list[_Block], key: str) -> int:
 
 
 def _drop_far_sections(blocks: list[_Block], query: str, key: str) -> int:
-    """Drop whole sections that share no word with the request, naming their headings."""
+    """Drop whole sections that share no word with the request, naming their headings.
+
+    Only when the request is specific enough to trust: at least two informative words
+    (or one that looks like a name: ``snake_case``, ``dotted.name``, ``CamelCase``), a
+    document of some size with at least four sections, and one section that holds
+    two of the words (or the name) while other sections hold none.
+    """
+    raw = set(re.findall(r"[A-Za-z_][\w.]*\w", query))
+    names = {w.lower() for w in raw if re.search(r"[_.]|[a-z][A-Z]", w)}
     terms = {w for w in _WORD.findall(query.lower()) if len(w) >= 4 and w not in _STOP}
-    if not terms:
+    if len(terms) < 2 and not names:
+        return 0
+    if sum(len(ln) for b in blocks for ln in b.lines) < _MIN_DOC_FOR_QUERY:
         return 0
     sections: list[list[int]] = [[]]
     for k, b in enumerate(blocks):
         if b.kind == "heading":
             sections.append([])
         sections[-1].append(k)
-    if len(sections) < 3:
+    if len(sections) < 5:
         return 0
     hits = []
     for sec in sections:
-        words = set(_WORD.findall(" ".join(ln for k in sec for ln in blocks[k].lines).lower()))
-        hits.append(len(terms & words))
+        body = " ".join(ln for k in sec for ln in blocks[k].lines).lower()
+        words = set(_WORD.findall(body))
+        hits.append(len(terms & words) + 2 * sum(1 for nm in names if nm in body))
     # the introduction: text before the first heading, or the first section when there is none
     intro = 0 if any(blocks[k].kind == "para" for k in sections[0]) else 1
-    if not any(hits[intro + 1 :]):
+    if max(hits[intro + 1 :], default=0) < 2:
         return 0
     dropped = 0
     run: list[int] = []
