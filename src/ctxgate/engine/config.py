@@ -107,4 +107,5 @@ class ConfigCompressor:
         lossy += ("config:inner-minify",) if red.inner else ()
         lossy += ("config:long-strings", *red.transforms) if red.strings else ()
         out = "".join(f"# {m}\n" for m in markers) + body  # a comment: the YAML still parses
-        return Result(out, ("config:reserialize", *lossy), (Original(key, text), *red.originals))
+        cited = (Original(key, text),) if (markers or red.items_dropped) else ()
+        return Result(out, ("config:reserialize", *lossy), (*cited, *red.originals))
