@@ -454,8 +454,8 @@ def _drop_far_sections(blocks: list[_Block], query: str, key: str) -> int:
             run.append(s)
             continue
         if run:
-            names = [" ".join(blocks[sections[r][0]].lines[0].lstrip("#").split()) for r in run]
-            what = "sections not about the request: " + ", ".join(f'"{n[:60]}"' for n in names)
+            headings = [" ".join(blocks[sections[r][0]].lines[0].lstrip("#").split()) for r in run]
+            what = "sections not about the request: " + ", ".join(f'"{n[:60]}"' for n in headings)
             first = blocks[sections[run[0]][0]]
             for r in run:
                 for k in sections[r]:
