@@ -139,6 +139,7 @@ _TIMESTAMP = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
 )
 _LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
+_MD_HEADING = re.compile(r"^#{1,6} \w")
 _LEAD_WORD = re.compile(r"^(\s*)([A-Za-z]{3,})\s+(\S+)")
 _SECTION = re.compile(r"^=+ .+ =+$")
 _FAILURE_SECTION = re.compile(r"\b(?:FAILURES|ERRORS)\b")
@@ -169,8 +170,9 @@ class LogCompressor:
         tests = sum(1 for ln in lines if _is_keep(ln.lower()))
         traced = sum(1 for ln in lines if _XTRACE.match(ln))
         frac = (stamped + 2 * tests + traced) / len(lines)
-        if frac < 0.2:
-            return -1.0
+        headings = sum(1 for ln in lines if _MD_HEADING.match(ln))
+        if frac < 0.2 or (headings >= 2 and stamped < 0.3 * len(lines)):
+            return -1.0  # a markdown document that talks about tests is prose
         return min(0.85, 0.35 + frac / 2)
 
     def compress(self, text: str, ctx: Context) -> Result:
