@@ -150,3 +150,33 @@ def test_price_floor() -> None:
     p = pol.Policy.from_settings(Settings(price_floor_per_mtok=1.0))
     assert p.below_price_floor(0.25) and not p.below_price_floor(3.0) and not p.below_price_floor(None)
     assert not pol.Policy.from_settings(Settings()).below_price_floor(0.0)
+
+
+@pytest.mark.parametrize(
+    ("command", "files"),
+    [
+        ("sed -i 's/a/b/' src/x.py", ["src/x.py"]),
+        ("cd /r && sed -i -e 's/a/b/' x.py y.py", ["x.py", "y.py"]),
+        ("echo hi > notes.txt && cat notes.txt", ["notes.txt"]),
+        ("python gen.py >> out.log 2>/dev/null", ["out.log"]),
+        ("printf x | tee -a a.txt b.txt", ["a.txt", "b.txt"]),
+        ("cat > a.py <<'EOF'\nprint(1)\nEOF", ["a.py"]),
+        ("ls > /dev/null", []),
+        ("grep -n x a.py", []),
+        ("echo 'unbalanced", []),
+    ],
+)
+def test_written_files(command: str, files: list[str]) -> None:
+    assert pol.written_files(command) == files
+
+
+def test_a_shell_edit_makes_an_earlier_shell_read_stale() -> None:
+    raw = openai_chat_request([
+        ("user", "go"),
+        ("call", "r", "bash", {"command": "nl -ba a.py | sed -n '1,50p'"}), ("result", "r", "1 x"),
+        ("call", "w", "bash", {"command": "sed -i 's/x/y/' a.py"}), ("result", "w", ""),
+    ])
+    conv = openai_chat.parse(raw)
+    assert {conv.blocks[i].tool_id: (p, w.id) for i, (p, w) in pol.stale_reads(conv).items()} == {"r": ("a.py", "w")}
+    assert pol.written_paths(ToolCall("e", "Edit", json.dumps({"file_path": "/b"}), 0)) == ["/b"]
+    assert pol.written_paths(None) == []

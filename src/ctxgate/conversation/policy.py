@@ -167,7 +167,7 @@ def read_path(call: ToolCall | None) -> str | None:
 
 
 def write_path(call: ToolCall | None) -> str | None:
-    """The path a file-changing call writes, or None."""
+    """The path a file-changing tool call (Write, Edit, an editor's str_replace) writes, or None."""
     if call is None:
         return None
     name = call.name.lower()
@@ -175,6 +175,44 @@ def write_path(call: ToolCall | None) -> str | None:
     if name in _WRITE_TOOLS or (name in _EDITOR_TOOLS and args.get("command") not in (None, "view")):
         return _path_arg(args)
     return None
+
+
+def written_files(command: str) -> list[str]:
+    """Files a shell command visibly changes: ``sed -i`` operands, ``>``/``>>`` targets, ``tee`` operands."""
+    try:
+        words = _words(command)
+    except ValueError:
+        return []
+    out: list[str] = []
+    segment: list[str] = []
+    for w in [*words, ";"]:
+        if w not in _SEPARATORS and w != "|":
+            segment.append(w)
+            continue
+        if segment and segment[0] == "sed" and any(x.startswith(("-i", "--in-place")) for x in segment[1:]):
+            script, operands, skip = False, [], False
+            for x in segment[1:]:
+                if skip:
+                    skip = False
+                elif x in ("-e", "-f"):
+                    script = skip = True
+                elif not x.startswith("-"):
+                    operands.append(x)
+            out += operands if script else operands[1:]
+        elif segment and segment[0] == "tee":
+            out += [x for x in segment[1:] if not x.startswith("-")]
+        out += [segment[k + 1] for k, x in enumerate(segment[:-1]) if x in (">", ">>")]
+        segment = []
+    return [p for p in out if p != "/dev/null"]
+
+
+def written_paths(call: ToolCall | None) -> list[str]:
+    """Every path a call changes: an edit tool's path, or the files its shell command writes."""
+    path = write_path(call)
+    if path:
+        return [path]
+    command = shell_command(call)
+    return written_files(command) if command else []
 
 
 def _path_arg(args: dict[str, object]) -> str | None:
@@ -311,8 +349,7 @@ def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
     """Block index -> (path, the later call that changed it) for reads a later write made obsolete."""
     writes: dict[str, ToolCall] = {}
     for call in conv.calls.values():
-        path = write_path(call)
-        if path:
+        for path in written_paths(call):
             last = writes.get(path)
             if last is None or call.message > last.message:
                 writes[path] = call
@@ -321,10 +358,10 @@ def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
         return out
     for b in conv.blocks:
         reader = conv.calls.get(b.tool_id)
-        path = read_path(reader)
-        writer = writes.get(path) if path else None
-        if path and writer is not None and reader is not None and writer.message > reader.message:
-            out[b.index] = (path, writer)
+        read = read_path(reader)
+        writer = writes.get(read) if read else None
+        if read and writer is not None and reader is not None and writer.message > reader.message:
+            out[b.index] = (read, writer)
     return out
 
 
