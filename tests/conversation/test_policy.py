@@ -174,7 +174,7 @@ def test_a_shell_edit_makes_an_earlier_shell_read_stale() -> None:
     raw = openai_chat_request([
         ("user", "go"),
         ("call", "r", "bash", {"command": "nl -ba a.py | sed -n '1,50p'"}), ("result", "r", "1 x"),
-        ("call", "w", "bash", {"command": "sed -i 's/x/y/' a.py"}), ("result", "w", ""),
+        ("call", "w", "bash", {"command": "sed -i 's/x/y/' ./a.py"}), ("result", "w", ""),
     ])
     conv = openai_chat.parse(raw)
     assert {conv.blocks[i].tool_id: (p, w.id) for i, (p, w) in pol.stale_reads(conv).items()} == {"r": ("a.py", "w")}

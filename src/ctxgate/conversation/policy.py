@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Iterable
@@ -349,7 +350,7 @@ def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
     """Block index -> (path, the later call that changed it) for reads a later write made obsolete."""
     writes: dict[str, ToolCall] = {}
     for call in conv.calls.values():
-        for path in written_paths(call):
+        for path in map(posixpath.normpath, written_paths(call)):
             last = writes.get(path)
             if last is None or call.message > last.message:
                 writes[path] = call
@@ -359,6 +360,7 @@ def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
     for b in conv.blocks:
         reader = conv.calls.get(b.tool_id)
         read = read_path(reader)
+        read = posixpath.normpath(read) if read else None
         writer = writes.get(read) if read else None
         if read and writer is not None and reader is not None and writer.message > reader.message:
             out[b.index] = (read, writer)
