@@ -41,6 +41,11 @@ def decode_json(output: str) -> Any:
 
 
 def decode_ndjson(output: str) -> list[Any]:
+    """The values of a compressed NDJSON stream: one per line, or one table of them."""
+    if output.startswith('{"@columns":'):
+        value = decode_json(output)
+        assert isinstance(value, list)
+        return value
     return [decode_json(line) for line in output.split("\n") if line.strip()]
 
 

@@ -180,3 +180,20 @@ def test_lists_of_plain_values_are_kept_up_to_a_hundred() -> None:
     many = [f"src/pkg/module_{i:04d}/implementation_file.py" for i in range(1000)]
     out = J.compress(json.dumps({"files": many}, indent=2), BALANCED)
     assert "of 1000 items omitted" in out.text
+
+
+def test_ndjson_stream_of_objects_becomes_one_table() -> None:
+    lines = [
+        {"ts": f"2024-01-01T00:00:{i:02d}Z", "level": "info", "msg": f"request {i}", "ms": i}
+        for i in range(40)
+    ]
+    text = "\n".join(json.dumps(x) for x in lines)
+    out = J.compress(text, LOSSLESS)
+    assert out.text.startswith('{"@columns":["ts","level","msg","ms"],"@rows":[\n["2024-01-01T00:00:00Z"')
+    assert decode_ndjson(out.text) == lines
+
+
+def test_small_items_are_not_sampled_when_markers_would_eat_the_gain() -> None:
+    items = [{"id": i, "msg": f"request {i}"} for i in range(40)]
+    out = J.compress(json.dumps(items), BALANCED)
+    assert not out.originals and decode_json(out.text) == items

@@ -2,7 +2,9 @@
 
 Lossless (every level but ``off``):
 
-* minification: no whitespace between tokens, non-ASCII kept as is;
+* minification: no whitespace between tokens, non-ASCII kept as is; NDJSON keeps one value
+  per line, or becomes one table with one row per line when all lines are objects and that is
+  shorter;
 * tables: an array of objects that mostly share their keys becomes
   ``{"@columns":["id","name"],"@rows":[[1,"a"],[2,"b",{"extra":true}],{"id":3}]}``:
   the column names once, then per item a JSON array of its values in column order
@@ -49,8 +51,9 @@ _LONG_STRING_LINES = 12
 _LONG_STRING_CHARS = 600
 #: arrays of plain values (paths, names, flags) are the content itself: kept whole up to this length
 _KEEP_SCALARS = 100
-#: an array is sampled only when that drops at least this many characters (a marker costs ~90)
+#: an array is sampled only when that drops at least this many characters, net of its markers
 _MIN_SAVED_CHARS = 1200
+_MARKER_CHARS = 90
 #: repeated values at least this long (minified) are written once, later copies refer to it
 #: (when the reference is clearly shorter than the value)
 _MIN_REPEAT_CHARS = 48
@@ -246,8 +249,11 @@ class _Encoder:
             return "[" + ",".join(self.encode(x) for x in v) + "]"
         return _dump(v)
 
-    def _array_of_objects(self, values: list[Any]) -> str:
-        """``values`` are objects, plus the omission markers of a sampled array."""
+    def _array_of_objects(self, values: list[Any], row_sep: str = ",") -> str:
+        """``values`` are objects, plus the omission markers of a sampled array.
+
+        ``row_sep`` ``",\n"`` puts one row per line (an NDJSON stream as a table).
+        """
         items = [x for x in values if isinstance(x, dict)]
         encoded = [
             {k: self.encode(x) for k, x in item.items()} if isinstance(item, dict) else None
@@ -274,7 +280,10 @@ class _Encoder:
                 cells.append("{" + ",".join(extra) + "}")
             rows.append("[" + ",".join(cells) + "]")
         head = json.dumps(cols, ensure_ascii=False, separators=(",", ":"))
-        table = "{" + _dump(COLUMNS) + ":" + head + "," + _dump(ROWS) + ":[" + ",".join(rows) + "]}"
+        nl = "\n" if "\n" in row_sep else ""
+        table = (
+            "{" + _dump(COLUMNS) + ":" + head + "," + _dump(ROWS) + ":[" + nl + row_sep.join(rows) + nl + "]}"
+        )
         if len(table) < 0.9 * len(plain):
             self.tabled += 1
             return table
@@ -369,12 +378,13 @@ class Reduction:
         keysets = [frozenset(x) if isinstance(x, dict) else frozenset() for x in items]
         sel = _select.select(records, texts, self.ctx, keysets)
         kept = set(sel.kept)
-        saved = sum(len(t) for i, t in enumerate(texts) if i not in kept)
+        gaps = sel.gaps(n)
+        saved = sum(len(t) for i, t in enumerate(texts) if i not in kept) - _MARKER_CHARS * len(gaps)
         if len(kept) == n or saved < max(_MIN_SAVED_CHARS, sum(map(len, texts)) // 4):
             return [self.reduce(x) for x in items]
         self.arrays += 1
         self.items_dropped += n - len(sel.kept)
-        starts = {start: stop for start, stop in sel.gaps(n)}
+        starts = dict(gaps)
         out: list[Any] = []
         for i in range(n):
             if i in starts:
@@ -456,7 +466,12 @@ class JsonCompressor:
                 originals.insert(0, Original(red.key, text))
         encoder = _Encoder(tables)
         if kind == "ndjson":
-            body = "\n".join(v if _is_marker(v) else encoder.encode(v) for v in value)
+            lines = "\n".join(v if _is_marker(v) else encoder.encode(v) for v in value)
+            body = lines
+            if tables and _objects_and_markers(value):
+                table = encoder._array_of_objects(value, row_sep=",\n")
+                if table.startswith("{") and len(table) < 0.9 * len(lines):
+                    body = table
         else:
             body = encoder.encode(value)
         transforms.insert(0, "json:minify")

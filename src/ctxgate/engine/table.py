@@ -159,9 +159,10 @@ class TableCompressor:
             source = text.rstrip("\n").split("\n")[start:]
             records = [_record(ln, s) for ln in source]
             sel = _select.select(records, source, ctx)
-            if len(sel.kept) < len(rows):
-                kept = set(sel.kept)
-                gaps = {a: b for a, b in sel.gaps(len(rows))}
+            kept = set(sel.kept)
+            gaps = dict(sel.gaps(len(rows)))
+            saved = sum(len(r) for i, r in enumerate(rows) if i not in kept) - 90 * len(gaps)
+            if len(kept) < len(rows) and saved >= sum(map(len, rows)) // 4:
                 out: list[str] = []
                 for i, row in enumerate(rows):
                     if i in gaps:
