@@ -53,10 +53,13 @@ def _doc() -> str:
             "",
             "[gh]: https://github.com/example/ctxgate",
             "[docs]: https://docs.example.com",
+            "[pypi]: https://pypi.org/project/ctxgate/",
+            "[issues]: https://github.com/example/ctxgate/issues",
             "",
             "## License",
             "",
-            "MIT, see LICENSE.",
+            "MIT, see LICENSE. Copyright (c) the ctxgate authors; permission is hereby granted, free of",
+            "charge, to any person obtaining a copy of this software, to deal in it without restriction.",
         ]
     )
 
@@ -78,6 +81,8 @@ def test_balanced_units_dropped_with_markers_text_intact() -> None:
     assert "badge images" in out and "img.shields.io" not in out
     assert "link reference list" in out and "https://docs.example.com" not in out
     assert "License notice" in out and "MIT, see LICENSE." not in out
+    small = PROSE.compress("# T\n\nSome words of text in here.\n\n## License\n\nMIT.\n", BAL).text
+    assert small.endswith("## License\n\nMIT.\n")  # a marker would cost more than the notice
     assert "```bash\npip install ctxgate\n```" in out
     assert "- first item that wraps onto a second line" in out
     assert "# Context gateway" in out and "## Installation" in out

@@ -279,12 +279,13 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         if len(body) < 40:
             continue
         if body in seen_exact:
-            _replace(
-                b,
-                omission_marker(1, seen_exact[body] + 1, "paragraphs", "exact repeat of an earlier one", key),
+            marker = omission_marker(
+                1, seen_exact[body] + 1, "paragraphs", "exact repeat of an earlier one", key
             )
             seen_exact[body] += 1
-            dropped += 1
+            if _worth(b.lines, marker):
+                _replace(b, marker)
+                dropped += 1
             continue
         seen_exact[body] = 1
         sh = _shingles(b.lines)
@@ -303,15 +304,17 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
             if len(b.lines) >= 3:
                 # keep the lines that differ (a line number, a name), drop the ones seen before
                 same = [ln for ln in b.lines if ln in earlier]
-                if len(same) >= 2:
-                    what = "same as in an earlier paragraph"
-                    marker = omission_marker(len(same), len(b.lines), "lines", what, key)
+                what = "same as in an earlier paragraph"
+                marker = omission_marker(len(same), len(b.lines), "lines", what, key)
+                if len(same) >= 2 and _worth(same, marker):
                     b.lines = [*(ln for ln in b.lines if ln not in earlier), marker]
                     b.kind = "marker"
                     dropped += 1
                 continue
-            _replace(b, omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key))
-            dropped += 1
+            marker = omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key)
+            if _worth(b.lines, marker):
+                _replace(b, marker)
+                dropped += 1
             continue
         k = len(sets)
         sets.append(sh)
@@ -319,6 +322,11 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         for s in sketch:
             index.setdefault(s, []).append(k)
     return dropped
+
+
+def _worth(lines: list[str], marker: str) -> bool:
+    """Whether dropping ``lines`` for ``marker`` saves enough to be worth a marker."""
+    return sum(len(ln) + 1 for ln in lines) > 1.3 * len(marker)
 
 
 def _replace(b: _Block, marker: str) -> None:
@@ -332,11 +340,14 @@ def _drop_boilerplate(blocks: list[_Block], key: str) -> int:
         if b.kind == "marker":
             continue
         body = "\n".join(b.lines)
+        what = ""
         if b.kind == "para" and all(_BADGE.match(ln) for ln in b.lines):
-            _replace(b, omission_marker(len(b.lines), len(b.lines), "lines", "badge images", key))
-            dropped += 1
+            what = "badge images"
         elif b.kind in ("para", "code") and _EDITOR_VARS.search(body) and len(body) < 400:
-            _replace(b, omission_marker(len(b.lines), len(b.lines), "lines", "editor settings comment", key))
+            what = "editor settings comment"
+        marker = omission_marker(len(b.lines), len(b.lines), "lines", what, key) if what else ""
+        if marker and _worth(b.lines, marker):
+            _replace(b, marker)
             dropped += 1
     return dropped + _drop_link_lists(blocks, key) + _drop_license(blocks, key) + _trim_long_code(blocks, key)
 
@@ -357,10 +368,13 @@ def _drop_license(blocks: list[_Block], key: str) -> int:
         body = [ln for bb in blocks[k + 1 : end] for ln in bb.lines if ln]
         if sum(len(ln) for ln in body) > 600 or any(bb.kind == "marker" for bb in blocks[k + 1 : end]):
             continue
+        n = len(body) + len(b.lines)
+        marker = omission_marker(n, n, "lines", f"{b.lines[0].strip('# ')} notice", key)
+        if not _worth([*b.lines, *body], marker):
+            return 0
         for bb in blocks[k + 1 : end]:
             bb.lines, bb.kind = [], "marker"
-        n = len(body) + len(b.lines)
-        _replace(b, omission_marker(n, n, "lines", f"{b.lines[0].strip('# ')} notice", key))
+        _replace(b, marker)
         return 1
     return 0
 
@@ -405,12 +419,13 @@ def _drop_link_lists(blocks: list[_Block], key: str) -> int:
                 run.append(j)
             j += 1
         defs = sum(1 for r in run for ln in blocks[r].lines if _LINK_DEF.match(ln))
-        for r in range(k, run[-1] + 1):
-            blocks[r].lines = []
-            blocks[r].kind = "marker"
-        what = "link reference list (footnotes and link targets)"
-        blocks[k].lines = [omission_marker(defs, defs, "link definitions", what, key)]
-        dropped += 1
+        marker = omission_marker(defs, defs, "link definitions", "link reference list", key)
+        if _worth([ln for r in run for ln in blocks[r].lines], marker):
+            for r in range(k, run[-1] + 1):
+                blocks[r].lines = []
+                blocks[r].kind = "marker"
+            blocks[k].lines = [marker]
+            dropped += 1
         k = j
     return dropped
 
