@@ -278,6 +278,7 @@ def main() -> None:
             print(f"   {g:34s} tokens saved {r['tokens_saved_pct']:6.2f}%  USD saved {r['usd_saved_pct']:6.2f}%  "
                   f"breaks {r['prefix_breaks']}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
 
 
