@@ -154,6 +154,8 @@ def test_repeated_failure_bodies_fold_to_headers() -> None:
             f"file /t/test_x.py, line {10 * i}",
             f"  def test_case_{i}(self, httpbin):",
             "E       recursive dependency involving fixture 'httpbin' detected",
+            ">       available fixtures: cache, capfd, capfdbinary, caplog, capsys, doctest_namespace, httpbin",
+            ">       use 'pytest --fixtures [testpath]' for help on them.",
             "/t/conftest.py:28",
         ]
     text = "\n".join(["============ ERRORS ============", *blocks, "======= 6 errors in 0.3s ======="])

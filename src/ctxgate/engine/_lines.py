@@ -160,11 +160,19 @@ def plan_templates(
         dropped = [i for i in idx if i not in kept]
         if len(dropped) < 2:
             continue
-        plan.groups += 1
-        plan.drop.update(dropped)
         shown = tpl if len(tpl) <= 100 else tpl[:100] + "..."
         detail = f"{what} like: {shown}" if what else f"like: {shown}"
-        plan.mark(idx[0], omission_marker(len(dropped), len(idx), unit, detail, key))
+        marker = omission_marker(len(dropped), len(idx), unit, detail, key)
+        if not worth([lines[i] for i in dropped], marker):
+            continue
+        plan.groups += 1
+        plan.drop.update(dropped)
+        plan.mark(idx[0], marker)
+
+
+def worth(dropped: Sequence[str], marker: str) -> bool:
+    """Whether dropping these lines for ``marker`` saves enough to be worth a marker."""
+    return sum(len(ln) + 1 for ln in dropped) > 1.3 * len(marker)
 
 
 _TERM = re.compile(r"[A-Za-z_][\w.:/-]{3,}[\w]")

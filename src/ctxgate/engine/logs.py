@@ -37,6 +37,7 @@ from ctxgate.engine._lines import (
     plan_templates,
     query_terms,
     template,
+    worth,
 )
 
 # Line classes. They run on lowercased lines (faster than IGNORECASE), and only on lines
@@ -286,10 +287,11 @@ def _plan_xtrace(lines: list[str], keep: list[int], key: str, plan: Plan) -> Non
             if lines[i].count("'") % 2:
                 open_quote = not open_quote
             i += 1
-        if i - start >= 3:
+        what = "shell trace of nested calls and variable set-up (set -x)"
+        marker = omission_marker(i - start, n, "lines", what, key)
+        if i - start >= 3 and worth(lines[start:i], marker):
             plan.drop.update(range(start, i))
-            what = "shell trace of nested calls and variable set-up (set -x)"
-            plan.mark(i - 1, omission_marker(i - start, n, "lines", what, key))
+            plan.mark(i - 1, marker)
 
 
 def _droppable_trace(line: str, m: re.Match[str]) -> bool:
@@ -321,6 +323,8 @@ def _plan_failure_repeats(lines: list[str], tpls: list[str], key: str, plan: Pla
         if first is None:
             seen[body] = lines[start].strip("_ ")
             continue
-        plan.drop.update(range(start + 1, end))
         what = f"same error as {first[:120]}"
-        plan.mark(start, omission_marker(end - start - 1, end - start - 1, "lines", what, key))
+        marker = omission_marker(end - start - 1, end - start - 1, "lines", what, key)
+        if worth(lines[start + 1 : end], marker):
+            plan.drop.update(range(start + 1, end))
+            plan.mark(start, marker)
