@@ -118,3 +118,37 @@ def test_a_final_score_ends_detection() -> None:
     assert first is not None and first.name == "sure"  # the later, higher score is never asked
     found = registry.detect("x", Context(), (Lossy(), Sure(), Lossy()))
     assert found is not None and found.name == "sure"
+
+
+class Halver:
+    name = "halver"
+
+    def score(self, text: str, ctx: Context) -> float:
+        return -1.0  # never claims anything by itself
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        return Result(text[: len(text) // 2], ("halver:cut",), (Original("k", text),))
+
+
+class Idle:
+    name = "idle"
+
+    def score(self, text: str, ctx: Context) -> float:
+        return 0.3
+
+    def compress(self, text: str, ctx: Context) -> Result:
+        return Result(text)
+
+
+def test_compress_part_fallback(monkeypatch) -> None:
+    monkeypatch.setattr(registry, "COMPRESSORS", (Halver(),))
+    text = "line of text\n" * 50
+    assert not registry.compress_part(text, Context()).changed
+    out = registry.compress_part(text, Context(), fallback="halver")
+    assert out.changed and out.content_type == "halver"
+    # a compressor that claims the part but leaves it unchanged does not stop the fallback
+    monkeypatch.setattr(registry, "COMPRESSORS", (Idle(), Halver()))
+    assert registry.compress_part(text, Context(), fallback="halver").content_type == "halver"
+    assert not registry.compress_part(
+        text, Context(), exclude=frozenset({"halver"}), fallback="halver"
+    ).changed

@@ -21,7 +21,7 @@ returned under the marker's retrieval key:
 * link fields (``*_url`` keys holding URLs or URL templates, other than ``KEEP_LINKS``:
   ``html_url``, ``web_url``, ``clone_url``) are dropped, listed in one marker line above the JSON;
 * long multi-line string values (embedded logs, stack traces) are compressed by the
-  dispatcher as text of their own kind;
+  dispatcher as text of their own kind, or as logs when no kind claims them;
 * inside Kubernetes objects, bookkeeping and plumbing fields (``K8S_PLUMBING``: uids,
   resource versions, runtime ids, scheduler defaults, volumes and mounts) are dropped,
   listed in one marker line;
@@ -412,7 +412,7 @@ class Reduction:
     def _long_string(self, s: str) -> str:
         from ctxgate.engine import registry  # the dispatcher imports this module
 
-        part = registry.compress_part(s, self.ctx, exclude=self.exclude)
+        part = registry.compress_part(s, self.ctx, exclude=self.exclude, fallback="logs")
         if not part.changed:
             return s
         self.strings += 1

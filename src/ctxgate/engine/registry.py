@@ -108,16 +108,28 @@ def compress(text: str, ctx: Context) -> Outcome:
     return _dispatch(text, ctx, COMPRESSORS)
 
 
-def compress_part(text: str, ctx: Context, exclude: frozenset[str] = frozenset()) -> Outcome:
+def compress_part(
+    text: str, ctx: Context, exclude: frozenset[str] = frozenset(), fallback: str | None = None
+) -> Outcome:
     """Compress one part of a larger content (a section, a long JSON string value).
 
     For compressors that delegate: the same dispatcher, without the compressors named in
-    ``exclude`` (at least the caller itself, so that delegation cannot loop).
+    ``exclude`` (at least the caller itself, so that delegation cannot loop). When no
+    compressor claims the part, or the one that does leaves it as it is, the one named
+    ``fallback`` (if registered) tries: the caller knows what the part is (a container's last
+    log lines are logs, whatever they look like).
     """
-    return _dispatch(text, ctx, tuple(c for c in COMPRESSORS if c.name not in exclude))
+    allowed = tuple(c for c in COMPRESSORS if c.name not in exclude)
+    out = _dispatch(text, ctx, allowed, fallback)
+    if out.changed or not fallback or out.content_type == fallback:
+        return out
+    only = tuple(c for c in allowed if c.name == fallback)
+    return _dispatch(text, ctx, only, fallback) if only else out
 
 
-def _dispatch(text: str, ctx: Context, compressors: tuple[Compressor, ...]) -> Outcome:
+def _dispatch(
+    text: str, ctx: Context, compressors: tuple[Compressor, ...], fallback: str | None = None
+) -> Outcome:
     try:
         before = tokens.count(text, ctx.model).tokens
     except Exception as exc:  # noqa: BLE001 - e.g. text that cannot be encoded at all
@@ -127,17 +139,21 @@ def _dispatch(text: str, ctx: Context, compressors: tuple[Compressor, ...]) -> O
     if before < ctx.min_tokens:
         return _unchanged(text, "unknown", before, "below min_tokens")
     try:
-        return _run(text, ctx, compressors, before)
+        return _run(text, ctx, compressors, before, fallback)
     except Exception as exc:  # noqa: BLE001 - fail open, whatever went wrong
         return _unchanged(text, "unknown", before, f"engine: {type(exc).__name__}: {exc}")
 
 
-def _run(text: str, ctx: Context, compressors: tuple[Compressor, ...], before: int) -> Outcome:
+def _run(
+    text: str, ctx: Context, compressors: tuple[Compressor, ...], before: int, fallback: str | None = None
+) -> Outcome:
     wrapped = wrappers.unwrap(text)
     body, cleaned = wrappers.clean(wrapped.body)
     form = wrapped.form
     pre = ((f"unwrap:{form}",) if form else ()) + cleaned
     compressor = detect(body, ctx, compressors)
+    if compressor is None and fallback:
+        compressor = next((c for c in compressors if c.name == fallback), None)
     if compressor is None:
         return _finish(text, wrapped.rewrap(body), "unknown", before, ctx, pre, (), ("no compressor",), form)
     kind = compressor.name
