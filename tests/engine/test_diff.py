@@ -95,7 +95,7 @@ def test_changes_and_headings_kept_numbers_true() -> None:
     assert "Fix compute" in r.text and "diff --git a/src/calc.py b/src/calc.py" in r.text
     key = retrieval_key(text)
     assert (
-        f"[... 17 of 17 context lines omitted: unchanged, @@ renumbered; also index and ---/+++ lines (same path); retrieve: {key}]"
+        f"[... 17 of 17 context lines omitted: @@ renumbered; index, ---/+++ lines too; retrieve: {key}]"
         in r.text
     )
     assert r.originals[0].text == text

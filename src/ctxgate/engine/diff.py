@@ -186,11 +186,10 @@ def _file(segment: list[str | _Hunk], key: str, transforms: list[str]) -> list[s
             dropped_headers += not item.startswith("index ")
         else:
             out.append(item)
-    what = "unchanged, @@ renumbered"
-    if index or dropped_headers:
-        what += "; also " + " and ".join(
-            [x for x, n in (("index", len(index)), ("---/+++ lines (same path)", dropped_headers)) if n]
-        )
+    what = "@@ renumbered"
+    extra = [x for x, n in (("index", len(index)), ("---/+++", dropped_headers)) if n]
+    if extra:
+        what += "; " + ", ".join(extra) + " lines too"
     out.append(omission_marker(dropped, total, "context lines", what, key))
     return out
 
