@@ -37,6 +37,8 @@ DEFAULT_PROTECTED_TOOLS: tuple[str, ...] = (
     # Codex and other CLIs
     "read_file", "write_file", "edit_file", "apply_patch", "str_replace_editor",
     "str_replace_based_edit_tool", "view_file", "create_file",
+    # SWE-agent's file viewer (its edit tool replaces exact strings seen there)
+    "open", "goto", "scroll_up", "scroll_down", "create", "insert",
     # common MCP file servers
     "mcp__filesystem__read_file", "mcp__filesystem__read_text_file",
     "mcp__filesystem__read_multiple_files", "mcp__filesystem__edit_file",

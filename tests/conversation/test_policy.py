@@ -180,3 +180,26 @@ def test_a_shell_edit_makes_an_earlier_shell_read_stale() -> None:
     assert {conv.blocks[i].tool_id: (p, w.id) for i, (p, w) in pol.stale_reads(conv).items()} == {"r": ("a.py", "w")}
     assert pol.written_paths(ToolCall("e", "Edit", json.dumps({"file_path": "/b"}), 0)) == ["/b"]
     assert pol.written_paths(None) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "view"),
+    [
+        ("open src/fields.py 1474", True),
+        ("cd /repo && goto 120", True),
+        ("scroll_down", True),
+        ("edit 10:12\nreturn x\nend_of_edit", True),
+        ("nl -ba a.py | sed -n '1,20p'", True),
+        ("python reproduce.py", False),
+        ("grep -n open a.py", False),
+        ("echo 'x", False),
+    ],
+)
+def test_file_views(command: str, view: bool) -> None:
+    assert pol.is_file_view(command) is view
+
+
+def test_swe_agent_viewer_tools_are_protected_by_default() -> None:
+    p = pol.Policy.from_settings(Settings())
+    assert p.protection(block(name="open"), None, 10_000) == "protected"
+    assert p.protection(block(name="bash"), call("bash", {"command": "open a.py"}), 10_000) == "file_read"

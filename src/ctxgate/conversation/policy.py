@@ -55,6 +55,8 @@ _OPTS_WITH_VALUE = {
     "sed": {"-e", "-f", "-l"},
     "bat": {"-r", "--line-range", "-l", "--language"},
 }
+#: SWE-agent's file viewer and editor commands, run through its bash tool: their output is a file window
+_VIEWERS = {"open", "goto", "scroll_up", "scroll_down", "edit", "create", "insert"}
 _SEPARATORS = {"&&", "||", ";", "\n", "&"}
 _HARMLESS = {"cd", "pushd", "true", "export", "set"}
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\):|^<returncode>[1-9]\d*</returncode>")
@@ -152,6 +154,19 @@ def printed_files(command: str) -> list[str] | None:
                 return None
             paths += got
     return paths or None
+
+
+def is_file_view(command: str) -> bool:
+    """The command prints a file (``printed_files``) or runs a file-viewer command (SWE-agent's ``open``)."""
+    if printed_files(command):
+        return True
+    try:
+        words = [w for w in _words(command) if w not in _SEPARATORS]
+    except ValueError:
+        return False
+    while len(words) >= 2 and words[0] in _HARMLESS:
+        words = words[2:]  # cd DIR
+    return bool(words) and words[0] in _VIEWERS
 
 
 def read_path(call: ToolCall | None) -> str | None:
@@ -278,7 +293,7 @@ class Policy:
         if block.tool_name is not None and block.tool_name.lower() in self.protected:
             return "protected"
         command = shell_command(call)
-        if command and printed_files(command):
+        if command and is_file_view(command):
             return "file_read"
         if is_error(block) and tokens <= self.max_verbatim_error_tokens:
             return "error_result"
