@@ -190,7 +190,10 @@ def _file(segment: list[str | _Hunk], key: str, transforms: list[str]) -> list[s
     extra = [x for x, n in (("index", len(index)), ("---/+++", dropped_headers)) if n]
     if extra:
         what += "; " + ", ".join(extra) + " lines too"
-    out.append(omission_marker(dropped, total, "context lines", what, key))
+    tail = len(out)
+    while tail > 0 and not out[tail - 1]:
+        tail -= 1  # the marker goes before the blank lines that separate commits
+    out.insert(tail, omission_marker(dropped, total, "context lines", what, key))
     return out
 
 

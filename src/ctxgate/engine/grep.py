@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
-from ctxgate.engine._lines import query_terms
+from ctxgate.engine._lines import query_terms, worth
 
 PER_FILE = 40
 TOTAL = 300
@@ -181,18 +181,18 @@ def _plan_file(
     kept_numbers = [matches[k].line_no for k in sorted(keep)]
     context = [e for e in f.entries if not e.is_match]
     far = {e.index for e in context if not any(abs(e.line_no - n) <= _CONTEXT_KEEP for n in kept_numbers)}
-    far_chars = sum(len(lines[i]) for i in far)
-    if not dropped_matches and far_chars < 200:
+    if not dropped_matches and not far:
         return len(keep)
-    drop.update(dropped_matches)
-    drop.update(far)
-    # "--" separators between two dropped stretches go too
-    last_kept = max((e.index for e in f.entries if e.index not in drop), default=f.entries[-1].index)
     if dropped_matches:
         what = f"in {f.path}" + (f", and {len(far)} of {len(context)} context lines" if far else "")
         marker = omission_marker(len(dropped_matches), len(matches), "matches", what, key)
     else:
         marker = omission_marker(len(far), len(context), "context lines", f"in {f.path}", key)
+    if not worth([lines[i] for i in dropped_matches | far], marker):
+        return len(matches)  # the marker would cost more than what it replaces
+    drop.update(dropped_matches)
+    drop.update(far)
+    last_kept = max((e.index for e in f.entries if e.index not in drop), default=f.entries[-1].index)
     after[last_kept] = marker
     return len(keep)
 
