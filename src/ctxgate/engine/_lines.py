@@ -27,6 +27,7 @@ _REPEAT_RE = re.compile(r"^\[previous line repeated (\d+) more times\]$")
 #: a variable token: a run of word-ish characters holding a digit or a slash (numbers,
 #: timestamps, ids, hex, paths, urls); anchored at token starts so that it stays linear
 _VARIABLE = re.compile(r"(?<![\w.@+:/-])(?=[\w.@+:/-]*?[\d/])[\w.@+:/-]+")
+_RULE = re.compile(r"([_=\-*#~.+])\1{3,}")
 _DECIMAL = re.compile(r"(?<![\w.])[-+]?\d+\.\d+(?![\d.])")
 
 
@@ -160,7 +161,8 @@ def plan_templates(
         dropped = [i for i in idx if i not in kept]
         if len(dropped) < 2:
             continue
-        shown = tpl if len(tpl) <= 100 else tpl[:100] + "..."
+        shown = _RULE.sub(r"\1\1\1", tpl)  # "________ name ________" reads as "___ name ___"
+        shown = shown if len(shown) <= 100 else shown[:100] + "..."
         detail = f"{what} like: {shown}" if what else f"like: {shown}"
         marker = omission_marker(len(dropped), len(idx), unit, detail, key)
         if not worth([lines[i] for i in dropped], marker):
