@@ -56,3 +56,12 @@ def test_names_of_omitted_records() -> None:
     many = [{"metadata.name": f"pod-{i}"} for i in range(50)]
     assert names(many).endswith("pod-39, ... 10 more")
     assert names([{"x": 1}]) == ""
+
+
+def test_describe_leaves_out_what_the_whole_list_shares() -> None:
+    from ctxgate.engine._select import describe, uniform_fields
+
+    recs = [{"kind": "Pod", "phase": "Running" if i % 2 else "Failed", "name": f"p{i}"} for i in range(6)]
+    everyone = uniform_fields(recs)
+    assert everyone == frozenset({"kind"})
+    assert describe(recs[1::2], everyone) == "all phase=Running; name: p1, p3, p5"

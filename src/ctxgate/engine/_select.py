@@ -304,14 +304,17 @@ def _anomalies(records: Sequence[Mapping[str, Scalar]]) -> list[int]:
     return out
 
 
-def _common(dropped: Sequence[Mapping[str, Scalar]]) -> str:
-    """Up to two ``field=value`` pairs that every dropped record shares."""
+def _common(dropped: Sequence[Mapping[str, Scalar]], uniform: frozenset[str] = frozenset()) -> str:
+    """Up to two ``field=value`` pairs that every dropped record shares (fields in ``uniform``,
+    the same in the whole list, say nothing about the dropped ones and are left out)."""
     if len(dropped) < 2:
         return ""
     first = dropped[0]
     shared: list[str] = []
     for path, value in first.items():
         if value is None or isinstance(value, float) or (isinstance(value, str) and not 0 < len(value) <= 40):
+            continue
+        if path in uniform:
             continue
         if all(rec.get(path) == value for rec in dropped[1:]):
             shared.append(
@@ -367,9 +370,17 @@ def names(dropped: Sequence[Mapping[str, Scalar]]) -> str:
     return f"{path}: {shown}{more}"
 
 
-def describe(dropped: Sequence[Mapping[str, Scalar]]) -> str:
-    """What a run of omitted records is: the values they share, then their names."""
-    return "; ".join(x for x in (_common(dropped), names(dropped)) if x)
+def uniform_fields(records: Sequence[Mapping[str, Scalar]]) -> frozenset[str]:
+    """Fields with one and the same value in every record."""
+    if not records:
+        return frozenset()
+    first = records[0]
+    return frozenset(p for p, v in first.items() if all(p in r and r[p] == v for r in records[1:]))
+
+
+def describe(dropped: Sequence[Mapping[str, Scalar]], uniform: frozenset[str] = frozenset()) -> str:
+    """What a run of omitted records is: the values they share (beyond ``uniform``), then their names."""
+    return "; ".join(x for x in (_common(dropped, uniform), names(dropped)) if x)
 
 
 def flatten(value: object, depth: int = 3, prefix: str = "") -> dict[str, Scalar]:

@@ -385,11 +385,12 @@ class Reduction:
         self.arrays += 1
         self.items_dropped += n - len(sel.kept)
         starts = dict(gaps)
+        uniform = _select.uniform_fields(records)
         out: list[Any] = []
         for i in range(n):
             if i in starts:
                 stop = starts[i]
-                what = _select.describe(records[i:stop])
+                what = _select.describe(records[i:stop], uniform)
                 out.append(omission_marker(stop - i, n, "items", what, self.key))
             if i in kept:
                 out.append(self.reduce(items[i]))

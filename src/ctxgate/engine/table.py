@@ -161,12 +161,13 @@ class TableCompressor:
             sel = _select.select(records, source, ctx)
             kept = set(sel.kept)
             gaps = dict(sel.gaps(len(rows)))
+            uniform = _select.uniform_fields(records)
             saved = sum(len(r) for i, r in enumerate(rows) if i not in kept) - 90 * len(gaps)
             if len(kept) < len(rows) and saved >= sum(map(len, rows)) // 4:
                 out: list[str] = []
                 for i, row in enumerate(rows):
                     if i in gaps:
-                        what = _select.describe(records[i : gaps[i]])
+                        what = _select.describe(records[i : gaps[i]], uniform)
                         out.append(omission_marker(gaps[i] - i, len(rows), "rows", what, key))
                     if i in kept:
                         out.append(row)
