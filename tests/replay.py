@@ -14,7 +14,7 @@ from typing import Any
 from ctxgate.conversation import parse
 from tests.factories import assert_only_spans_changed
 
-MODELS = {"anthropic": "claude-sonnet-4-5", "openai_chat": "gpt-4o"}
+MODELS = {"anthropic": "claude-sonnet-4-5", "openai_chat": "gpt-4o", "openai_responses": "gpt-5"}
 GROUPS = ("claude-code_spotter", "mini-swe-agent_gpt-5-mini", "swe-agent")
 
 
@@ -36,8 +36,35 @@ def to_anthropic(conv: dict[str, Any], corpus: Path) -> dict[str, Any]:
     return body
 
 
+def to_responses(conv: dict[str, Any]) -> list[dict[str, Any]]:
+    """OpenAI Chat messages as Responses API input items."""
+    items: list[dict[str, Any]] = []
+    for m in conv["messages"]:
+        role = m["role"]
+        if role in ("system", "user"):
+            items.append({"type": "message", "role": role, "content": [{"type": "input_text", "text": m["content"] or ""}]})
+        elif role == "assistant":
+            if m.get("content"):
+                items.append({"type": "message", "role": "assistant",
+                              "content": [{"type": "output_text", "text": m["content"]}]})
+            for tc in m.get("tool_calls") or []:
+                items.append({"type": "function_call", "call_id": tc["id"], "name": tc["function"]["name"],
+                              "arguments": tc["function"]["arguments"]})
+        elif role == "tool":
+            items.append({"type": "function_call_output", "call_id": m["tool_call_id"], "output": m["content"] or ""})
+    return items
+
+
 def requests_for(conv: dict[str, Any], shape: str, corpus: Path) -> list[bytes]:
     model = MODELS[shape]
+    if shape == "openai_responses":
+        items = to_responses(conv)
+        cuts = [i for i, it in enumerate(items) if i > 0 and it["type"] != "function_call_output"
+                and items[i - 1]["type"] == "function_call_output"]
+        cuts.append(len(items))
+        prefix = json.dumps({"model": model, "store": False}, ensure_ascii=False)[:-1] + ', "input": ['
+        parts = [json.dumps(it, ensure_ascii=False) for it in items]
+        return [(prefix + ", ".join(parts[:k]) + "]}").encode() for k in cuts]
     if shape == "anthropic":
         body = to_anthropic(conv, corpus)
         msgs = body["messages"]
@@ -63,6 +90,11 @@ def subset(requests: list[bytes], first: int = 8) -> list[bytes]:
 
 def _masked(body: bytes, fmt: str) -> Any:
     data = json.loads(body)
+    if fmt == "openai_responses":
+        for it in data["input"]:
+            if it.get("type") == "function_call_output":
+                it["output"] = "<tool output>"
+        return data
     for m in data["messages"]:
         if fmt == "openai_chat" and m.get("role") == "tool":
             m["content"] = "<tool output>"

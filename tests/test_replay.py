@@ -1,8 +1,8 @@
 """Real sessions replayed turn by turn: prefix stability, pairing, thinking, untouched bytes.
 
-Every conversation of every shared trajectory, in Anthropic and OpenAI Chat shape, in
-one process (first turns one by one, then a jump to the last two); a restart on SQLite;
-and two processes sharing one Redis server. bench/bench_replay.py replays every turn.
+Every conversation of every shared trajectory, in Anthropic, OpenAI Chat and OpenAI
+Responses shape, in one process (first turns one by one, then a jump to the last two); a
+restart on SQLite; and two processes sharing one Redis server. bench/bench_replay.py replays every turn.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ async def replay(pipeline: Pipeline, bodies: list[bytes], shape: str, prev: byte
     return prev
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", [*SHAPES, "openai_responses"])
 @pytest.mark.parametrize("group", GROUPS)
 async def test_every_conversation_is_prefix_stable(corpus: Path, group: str, shape: str) -> None:
     store = MemoryDecisionStore()
