@@ -91,7 +91,8 @@ def test_changes_and_headings_kept_numbers_true() -> None:
     changes = [t for t in before if t[1][:1] in "+-"]
     assert all(c in after for c in changes)
     assert "@@ -11,1 +11,1 @@ def compute(x):" in r.text
-    assert " src/calc.py | 4\n" in r.text and "1 file changed, 2 insertions(+), 2 deletions(-)" in r.text
+    assert " src/calc.py | 4 ++--\n" in r.text  # bars shorter than a marker stay
+    assert "1 file changed, 2 insertions(+), 2 deletions(-)" in r.text
     assert "Fix compute" in r.text and "diff --git a/src/calc.py b/src/calc.py" in r.text
     key = retrieval_key(text)
     assert (
@@ -99,6 +100,17 @@ def test_changes_and_headings_kept_numbers_true() -> None:
         in r.text
     )
     assert r.originals[0].text == text
+
+
+def test_long_stat_bars_dropped_counts_kept() -> None:
+    stat = [f" docs/file_{i}.md | {40 + i} {'+' * 30}{'-' * 20}" for i in range(4)]
+    text = _sample().replace(" src/calc.py | 4 ++--", "\n".join(stat))
+    out = DIFF.compress(text, BAL).text
+    assert (
+        all(f" docs/file_{i}.md | {40 + i}\n" in out for i in range(4))
+        and "+++++" not in out.split("diff --git")[0]
+    )
+    assert "[... 4 of 4 diffstat bars omitted: +/- graphs; counts kept" in out
 
 
 def test_lossless_level_is_identity() -> None:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
+from ctxgate.engine._lines import worth
 
 CONTEXT = 0
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
@@ -114,23 +115,32 @@ class DiffCompressor:
 
 
 def _strip_stat_bars(items: list[str | _Hunk], key: str, transforms: list[str]) -> list[str | _Hunk]:
-    """`` path | 12 +++--`` becomes `` path | 12``; one marker after the stat block."""
+    """`` path | 12 +++--`` becomes `` path | 12``; one marker after the stat block.
+
+    A block whose bars are shorter than the marker stays as it is.
+    """
     out: list[str | _Hunk] = []
-    bars = 0
+    block: list[str] = []  # the stat lines of the current block, as received
     for item in items:
-        if isinstance(item, str):
-            s = _STAT.match(item)
-            if s:
-                out.append(s.group(1))
-                bars += 1
-                continue
-            if bars and _STAT_DONE.match(item):
+        if isinstance(item, str) and _STAT.match(item):
+            block.append(item)
+            continue
+        if block:
+            stripped = [_STAT.match(ln).group(1) for ln in block]  # type: ignore[union-attr]
+            done = isinstance(item, str) and _STAT_DONE.match(item) is not None
+            marker = omission_marker(len(block), len(block), "diffstat bars", "+/- graphs; counts kept", key)
+            cut = [ln[len(st) :] for ln, st in zip(block, stripped, strict=True)]
+            if done and worth(cut, marker):
+                out.extend(stripped)
                 out.append(item)
-                out.append(omission_marker(bars, bars, "diffstat bars", "+/- graphs; counts kept", key))
+                out.append(marker)
                 transforms.append("diff:stat-bars")
-                bars = 0
+                block = []
                 continue
+            out.extend(block)
+            block = []
         out.append(item)
+    out.extend(block)
     return out
 
 
