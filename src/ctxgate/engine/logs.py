@@ -40,8 +40,8 @@ from ctxgate.engine._lines import (
     worth,
 )
 
-# Line classes. They run on lowercased lines (faster than IGNORECASE), and only on lines
-# that hold one of their trigger literals (see ``lines_matching``).
+# Line classes. They run on lowercased lines (faster than IGNORECASE); severity only on
+# lines that hold one of its trigger words (see ``lines_matching``).
 _SEVERITY = re.compile(
     r"(?:errors?|fatal|severe|critical|panic(?:ked)?|exception|"
     r"fail(?:ed|ure|ures|s)?|warn(?:ing|ings)?|traceback|denied|refused|timed? ?out|abort(?:ed)?|"
@@ -98,36 +98,6 @@ def _is_keep(low: str) -> bool:
     return _KEEP_START.match(low) is not None or _KEEP_ANY.search(low) is not None
 
 
-_KEEP_TRIGGERS = (
-    "...",
-    "pass",
-    "fail",
-    "error",
-    "skip",
-    "::",
-    "✓",
-    "✔",
-    "✕",
-    "✗",
-    "×",
-    "√",
-    "--- ",
-    "ok",
-    "test",
-    "= ",
-    "ran ",
-    "xample",
-    "suite",
-    "build",
-    "summary",
-    "total",
-    "finished",
-    "completed",
-    "done",
-    "\tat ",
-    "  at ",
-    " more",
-)
 _XTRACE = re.compile(r"^(\++) ")
 #: shell internals in a trace: assignments, tests, builtins, private ``_functions`` (not the
 #: commands the script ran)
@@ -230,7 +200,7 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
     lowered = "\n".join(low)
     starts = line_starts(lines)
     severe = lines_matching(low, lowered, starts, _SEVERITY_TRIGGERS, _SEVERITY.search)
-    for i in lines_matching(low, lowered, starts, _KEEP_TRIGGERS, _is_keep):
+    for i in (k for k, ln in enumerate(low) if _is_keep(ln)):
         keep[i] = _KEPT
     counts = Counter(tpls)
     in_trace = in_failures = False
