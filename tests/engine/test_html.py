@@ -6,7 +6,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ctxgate.engine._api import Context, retrieval_key
-from ctxgate.engine.html import HtmlCompressor
+from ctxgate.engine.html import MAX_EXTRACT, HtmlCompressor
 
 HTML = HtmlCompressor()
 BAL = Context(tool_name="WebFetch", level="balanced")
@@ -67,6 +67,20 @@ def test_visible_text_fallback() -> None:
     page = "<html><body><table><tr><td>alpha cell</td><td>beta cell</td></tr></table><script>x=1</script></body></html>"
     r = HTML.compress(page, BAL)
     assert "alpha cell" in r.text and "beta cell" in r.text and "x=1" not in r.text
+
+
+def test_huge_page_uses_visible_text() -> None:
+    filler = "".join(
+        f"<div><p>Filler paragraph {i} of a very long listing page.</p></div>" for i in range(8000)
+    )
+    page = PAGE.replace("</article>", "</article>" + filler)
+    assert len(page) > MAX_EXTRACT
+    r = HTML.compress(page, BAL)
+    assert r.transforms == ("html:visible-text",)
+    assert (
+        PARA.format(n=3) in r.text and "Filler paragraph 7999 of" in r.text and "var tracking" not in r.text
+    )
+    assert "very large page" in r.text and r.originals[0].text == page
 
 
 def _score_module(corpus: Path) -> ModuleType:

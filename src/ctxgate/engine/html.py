@@ -10,7 +10,8 @@ then one ``omission_marker``
 saying what was dropped (navigation, scripts, styles, boilerplate) with the
 retrieval key of the whole page. When trafilatura finds no main content, the
 visible text of the page (scripts, styles and hidden parts removed, one line per
-block element) is used instead.
+block element) is used instead; so it is for pages over ``MAX_EXTRACT`` characters,
+where extraction would take seconds.
 
 Level ``lossless``: the page is left as it is.
 """
@@ -30,6 +31,8 @@ _DOCTYPE = re.compile(
     r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<!doctype html|\A\s*<html[\s>]", re.I | re.S
 )
 _TAG = re.compile(r"<(?:div|p|a|span|li|td|script|meta|link|img|br|section|article|nav|h[1-6])\b", re.I)
+#: characters; above this, trafilatura takes seconds, and the visible text is used instead
+MAX_EXTRACT = 400_000
 _INVISIBLE = ("script", "style", "noscript", "template", "svg", "iframe", "head")
 _BLOCKS = frozenset(
     [
@@ -76,6 +79,14 @@ class HtmlCompressor:
         if ctx.level != "balanced":
             return Result(text, skipped=("html: extraction is lossy, level is not balanced",))
         key = retrieval_key(text)
+        if len(text) > MAX_EXTRACT:
+            # main-content extraction grows too slow on huge pages: visible text instead
+            visible = _visible_text(text)
+            if not visible.strip():
+                raise ValueError("html: no text in page")
+            what = "markup, scripts and styles of a very large page; visible text kept"
+            marker = omission_marker(len(text) - len(visible), len(text), "characters of HTML", what, key)
+            return Result(f"{visible}\n\n{marker}", ("html:visible-text",), (Original(key, text),))
         tree = load_html(text)
         if tree is None:
             raise ValueError("html: parse failed")
