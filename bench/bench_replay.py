@@ -16,7 +16,9 @@ Reported, with and without ctxgate:
   longest message prefix it shares with the previous request (system and tools included)
   at 0.1x the input price, and writes the rest at 1.25x; Sonnet prices, $3 per 1M input;
 - prefix breaks: requests whose messages do not start with every message of the previous
-  request, byte for byte (must be 0);
+  request, byte for byte (must be 0); with ``--idle-every N`` a pause longer than the cache
+  lifetime comes before every Nth request of a conversation: those requests read nothing from
+  the cache (with or without ctxgate) and may change old blocks (cold cache), which is no break;
 - needle recall of the compressed tool outputs (``score.py score``, all and novel needles);
 - the ceiling: the share of the cache-simulated dollars (without ctxgate) spent on tool outputs
   that the protection policy lets change at all (not a protected tool, not a file read). No
@@ -84,13 +86,14 @@ class Tally:
     prefix_breaks: int = 0
     usd_eligible: float = 0.0
     usd_tool_outputs: float = 0.0
+    cold_requests: int = 0
     skips: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, other: Tally) -> None:
         for name in ("requests", "tokens_before", "tokens_after", "usd_before", "usd_after", "prefix_breaks",
-                     "usd_eligible", "usd_tool_outputs", "seconds"):
+                     "usd_eligible", "usd_tool_outputs", "cold_requests", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.skips, other.skips), (self.counts, other.counts)):
             for k, v in theirs.items():
@@ -108,6 +111,7 @@ class Tally:
             "usd_with_cache_sim": round(self.usd_after, 4),
             "usd_saved_pct": round(100 * saved_usd, 2),
             "prefix_breaks": self.prefix_breaks,
+            "requests_after_idle": self.cold_requests,
             "usd_share_tool_outputs_pct": round(100 * self.usd_tool_outputs / self.usd_before, 2) if self.usd_before else 0,
             "usd_share_eligible_pct": round(100 * self.usd_eligible / self.usd_before, 2) if self.usd_before else 0,
             "skips": dict(sorted(self.skips.items())),
@@ -147,13 +151,19 @@ class CacheSim:
         self.prev: list[str] | None = None
         self.prev_rest: str | None = None
 
-    def cost(self, rest: str, msgs: list[str]) -> tuple[int, float, bool, int]:
-        """(tokens, dollars, prefix broken, messages read from the cache) of one request."""
+    def cost(self, rest: str, msgs: list[str], cold: bool = False) -> tuple[int, float, bool, int]:
+        """(tokens, dollars, prefix broken, messages read from the cache) of one request.
+
+        ``cold``: the request comes after an idle pause longer than the cache lifetime, so nothing
+        is read from the cache and a changed prefix is no break.
+        """
         count = lambda t: tokens.count(t, self.model).tokens  # noqa: E731
         per = [count(m) for m in msgs]
         total = count(rest) + sum(per)
         shared, broken, n = 0, False, 0
-        if self.prev is not None and rest == self.prev_rest:
+        if cold:
+            pass
+        elif self.prev is not None and rest == self.prev_rest:
             while n < min(len(self.prev), len(msgs)) and self.prev[n] == msgs[n]:
                 n += 1
             broken = n < len(self.prev)
@@ -165,8 +175,25 @@ class CacheSim:
         return total, usd, broken, n
 
 
+class Clock:
+    """Simulated wall clock: a few seconds per request, and an idle pause every ``idle_every`` requests."""
+
+    def __init__(self, idle_every: int, idle_s: float) -> None:
+        self.now = 1_700_000_000.0
+        self.idle_every, self.idle_s = idle_every, idle_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, k: int) -> bool:
+        """Advance to request ``k`` of a conversation; True when an idle pause came before it."""
+        idle = self.idle_every > 0 and k > 0 and k % self.idle_every == 0
+        self.now += self.idle_s if idle else 5.0
+        return idle
+
+
 async def replay_conversation(
-    conv: dict[str, Any], shape: str, score: Any, pipeline: Pipeline
+    conv: dict[str, Any], shape: str, score: Any, pipeline: Pipeline, clock: Clock
 ) -> tuple[Tally, bytes | None]:
     fmt: WireFormat = "anthropic" if shape == "anthropic" else "openai_chat"
     model = MODELS[shape]
@@ -174,7 +201,9 @@ async def replay_conversation(
     tally = Tally()
     before_sim, after_sim = CacheSim(model), CacheSim(model)
     last = None
-    for raw in bodies:
+    for k, raw in enumerate(bodies):
+        cold = clock.step(k)
+        tally.cold_requests += cold
         t0 = time.perf_counter()
         r = await pipeline.run(raw, RequestInfo(fmt=fmt, model=model, tenant="bench", session_id=conv["id"]))
         tally.seconds += time.perf_counter() - t0
@@ -184,8 +213,8 @@ async def replay_conversation(
         for k, v in r.counts.items():
             tally.counts[k] = tally.counts.get(k, 0) + v
         parsed = conversation.parse(raw, fmt)
-        n0, usd0, _, shared = before_sim.cost(*_message_texts(parsed))
-        n1, usd1, broken, _ = after_sim.cost(*_message_texts(conversation.parse(r.body, fmt)))
+        n0, usd0, _, shared = before_sim.cost(*_message_texts(parsed), cold=cold)
+        n1, usd1, broken, _ = after_sim.cost(*_message_texts(conversation.parse(r.body, fmt)), cold=cold)
         every, eligible = _tool_output_usd(parsed, shared, model)
         tally.usd_tool_outputs += every
         tally.usd_eligible += eligible
@@ -224,9 +253,12 @@ def needle_recall(corpus: Path, mirror: Path) -> dict[str, Any]:
                                   "ratio_o200k")}
 
 
-async def run_shape(corpus: Path, shape: str, score: Any, mirror: Path, budget_ms: int) -> dict[str, Any]:
-    store = MemoryDecisionStore()
-    pipeline = Pipeline(Settings(time_budget_ms=budget_ms), store, store)
+async def run_shape(
+    corpus: Path, shape: str, score: Any, mirror: Path, budget_ms: int, idle_every: int, idle_s: float
+) -> dict[str, Any]:
+    clock = Clock(idle_every, idle_s)
+    store = MemoryDecisionStore(clock=clock)
+    pipeline = Pipeline(Settings(time_budget_ms=budget_ms), store, store, clock=clock)
     groups: dict[str, Any] = {}
     total = Tally()
     for path in sorted((corpus / "trajectories").glob("*.jsonl")):
@@ -237,7 +269,7 @@ async def run_shape(corpus: Path, shape: str, score: Any, mirror: Path, budget_m
             if not line.strip():
                 continue
             conv = json.loads(line)
-            tally, last = await replay_conversation(conv, shape, score, pipeline)
+            tally, last = await replay_conversation(conv, shape, score, pipeline, clock)
             mirror_outputs(conv, shape, last, mirror, score)
             group.add(tally)
         groups[path.stem] = group.report()
@@ -252,6 +284,10 @@ def main() -> None:
     ap.add_argument("--shape", choices=["anthropic", "openai_chat", "both"], default="both")
     ap.add_argument("--json", type=Path, help="also write the full report here")
     ap.add_argument("--mirror", type=Path, help="keep the compressed tool outputs here (tool_outputs/*.txt)")
+    ap.add_argument("--idle-every", type=int, default=0,
+                    help="pause before every Nth request of a conversation (0: never), to replay cold caches")
+    ap.add_argument("--idle-s", type=float, default=3700.0,
+                    help="length of each pause (default: longer than every provider's cache lifetime)")
     ap.add_argument("--time-budget-ms", type=int, default=600_000,
                     help="the pipeline's time budget (default: none in practice; 100 is the server default)")
     args = ap.parse_args()
@@ -261,14 +297,17 @@ def main() -> None:
     for shape in shapes:
         with tempfile.TemporaryDirectory() as tmp:
             mirror = (args.mirror / shape) if args.mirror else Path(tmp)
-            out[shape] = asyncio.run(run_shape(args.corpus, shape, score, mirror, args.time_budget_ms))
+            out[shape] = asyncio.run(
+                run_shape(args.corpus, shape, score, mirror, args.time_budget_ms, args.idle_every, args.idle_s)
+            )
         t, nd = out[shape]["total"], out[shape]["needles"]
         print(f"== {shape}: {t['requests']} requests, {t['ms_per_request']} ms/request")
         print(f"   tokens sent     without {t['tokens_without']:>11,}  with {t['tokens_with']:>11,}  "
               f"saved {t['tokens_saved_pct']:.2f}%")
         print(f"   cache-sim USD   without {t['usd_without_cache_sim']:>11.2f}  with {t['usd_with_cache_sim']:>11.2f}  "
               f"saved {t['usd_saved_pct']:.2f}% (target >= {100 * HEADROOM_SAVED:.1f}%)")
-        print(f"   prefix breaks   {t['prefix_breaks']}   skips {t['skips']}")
+        print(f"   prefix breaks   {t['prefix_breaks']} (requests after an idle pause: {t['requests_after_idle']})"
+              f"   skips {t['skips']}")
         print(f"   ceiling         tool outputs are {t['usd_share_tool_outputs_pct']:.2f}% of the dollars; those the "
               f"policy lets change {t['usd_share_eligible_pct']:.2f}%")
         print(f"   needle recall   all {nd['needle_recall_all']}  novel {nd['needle_recall_novel']}  "
