@@ -127,3 +127,16 @@ def test_text_blocks_of_string_and_parts() -> None:
     assert [(p.index, p.part, p.text) for p in parts] == [(0, 0, "a"), (1, 2, "b")]
     assert text_of(node.get("l")) == "a\nb" and text_of(None) == ""
     assert text_blocks(None, message=0, tool_id="t", call=None, is_error=False, first=0) == []
+
+
+def test_package_surface() -> None:
+    import ctxgate.conversation as conversation
+
+    assert conversation.__all__
+    for name in conversation.__all__:
+        assert hasattr(conversation, name), name
+    for module in conversation.FORMATS.values():
+        assert callable(module.parse) and callable(module.find_blocks) and callable(module.splice)
+        assert callable(module.outline)
+    with pytest.raises(ValueError, match="unknown wire format"):
+        conversation.parse(b"{}", "nope")
