@@ -152,3 +152,14 @@ def test_compress_part_fallback(monkeypatch) -> None:
     assert not registry.compress_part(
         text, Context(), exclude=frozenset({"halver"}), fallback="halver"
     ).changed
+
+
+def test_retrieval_returns_the_raw_output_with_its_envelope() -> None:
+    from ctxgate.engine._api import retrieval_key
+
+    lines = "\n".join(f"2024-01-01 12:00:{i % 60:02d} INFO worker-{i} processed item {i} in {i % 7} ms" for i in range(400))
+    raw = f"<returncode>0</returncode>\n<output>\n\x1b[32m{lines}\x1b[0m\n</output>"
+    out = compress(raw, Context(tool_name="bash"))
+    assert out.content_type == "logs" and out.lossy
+    assert out.originals == (type(out.originals[0])(retrieval_key(raw), raw),)
+    assert retrieval_key(raw) in out.text

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ctxgate import tokens
 from ctxgate.engine import wrappers
-from ctxgate.engine._api import Compressor, Context, Original
+from ctxgate.engine._api import Compressor, Context, Original, retrieval_key
 from ctxgate.engine.code import CodeCompressor
 from ctxgate.engine.config import ConfigCompressor
 from ctxgate.engine.diff import DiffCompressor
@@ -203,4 +203,18 @@ def _finish(
     after = tokens.count(text, ctx.model).tokens
     if after >= before:
         return _unchanged(original, kind, before, *skipped, f"{kind}: no gain", wrapper=form)
+    if originals:
+        text, originals = _rekey(original, text, originals)
     return Outcome(text, kind, before, after, transforms, originals, skipped, form)
+
+
+def _rekey(original: str, text: str, originals: tuple[Original, ...]) -> tuple[str, tuple[Original, ...]]:
+    """Make retrieval return the raw tool output as received (envelope and ANSI included).
+
+    Compressors key what they were given (the unwrapped, cleaned body); the caller stores
+    and retrieves the whole original. Keys have a fixed length, so token counts are unchanged.
+    """
+    key = retrieval_key(original)
+    for o in originals:
+        text = text.replace(o.key, key)
+    return text, (Original(key, original),)
