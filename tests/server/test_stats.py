@@ -163,3 +163,13 @@ def test_reads_answer_503_when_the_ledger_is_down(c: TestClient) -> None:
     for path in ("/stats", "/stats/insights", "/stats-history"):
         r = c.get(path)
         assert r.status_code == 503 and r.json()["error"]["type"] == "unavailable", path
+
+
+def test_parse_time_rejects_out_of_range_values() -> None:
+    from ctxgate.errors import RequestRejected
+
+    for bad in ("6.77679762335328e+16", "-5", "inf", "nan", "1e400"):
+        with pytest.raises(RequestRejected) as err:
+            parse_time(bad, "until", 0)
+        assert err.value.status == 400
+    assert parse_time("999999h", "since", 100.0) == 0.0

@@ -42,6 +42,7 @@ class LedgerRecorder:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._last_prune = 0.0
 
     @property
@@ -69,11 +70,11 @@ class LedgerRecorder:
                 batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                 try:
                     written = await self.ledger.append_many(batch)
-                    self.written += written
-                    self.last_error = None
-                    if written < len(batch):  # ids already recorded: never replaced, counted
-                        self.dropped += len(batch) - written
-                        metrics.LEDGER_DROPPED.labels("duplicate_id").inc(len(batch) - written)
+                except asyncio.CancelledError:
+                    # the write may or may not have landed: queue the rows again; ids are unique,
+                    # so a row written twice is skipped (and counted), never duplicated
+                    self._queue.extendleft(reversed(batch))
+                    raise
                 except Exception as exc:
                     if not isinstance(exc, StoreError):  # not retryable: these rows cannot be written
                         self.dropped += len(batch)
@@ -87,12 +88,19 @@ class LedgerRecorder:
                         self.dropped += len(lost)
                         metrics.LEDGER_DROPPED.labels("write_failed").inc(len(lost))
                     raise
+                self.written += written
+                self.last_error = None
+                if written < len(batch):  # ids already recorded: never replaced, counted
+                    self.dropped += len(batch) - written
+                    metrics.LEDGER_DROPPED.labels("duplicate_id").inc(len(batch) - written)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.flush()
                 now = time.time()
@@ -128,10 +136,17 @@ class LedgerRecorder:
         if task is not None and task.get_loop() is not asyncio.get_running_loop():
             self._stop_foreign_task()
         elif task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # stop gracefully: a write in progress finishes (cancelling it could lose its batch)
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), 10.0)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._task = None
+            self._stopping = False
         try:
             await self.flush()
         except StoreError as exc:

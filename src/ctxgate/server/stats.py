@@ -8,6 +8,7 @@ ledger rows, so a read right after a call reflects it. Numbers come from the led
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -27,26 +28,35 @@ _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+#: the largest time accepted in a filter (9999-12-31T23:59:59Z): beyond it nothing can be stored
+_MAX_TS = 253402300799.0
+
+
 def parse_time(value: str | None, name: str, now: float) -> float | None:
     """Unix seconds, an ISO 8601 time (UTC unless it says otherwise), or a span back from now (``24h``)."""
     if value is None or value == "":
         return None
     v = value.strip()
     m = _RELATIVE.match(v)
+    ts: float | None = None
     if m:
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise RequestRejected(
-            f"{name}: expected unix seconds, an ISO 8601 time or a span like 24h, got {value!r}", 400) from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        ts = max(0.0, now - float(m.group(1)) * _UNIT_S[m.group(2)])
+    else:
+        try:
+            ts = float(v)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise RequestRejected(
+                    f"{name}: expected unix seconds, an ISO 8601 time or a span like 24h, got {value!r}", 400
+                ) from exc
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            ts = dt.timestamp()
+    if not math.isfinite(ts) or not 0.0 <= ts <= _MAX_TS:
+        raise RequestRejected(f"{name}: {value!r} is out of range (0 to {_MAX_TS:.0f} unix seconds)", 400)
+    return ts
 
 
 def iso(ts: float) -> str:
