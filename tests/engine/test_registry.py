@@ -120,6 +120,40 @@ def test_a_final_score_ends_detection() -> None:
     assert found is not None and found.name == "sure"
 
 
+def test_a_compressor_that_cannot_win_is_not_asked() -> None:
+    asked: list[str] = []
+
+    class Capped:
+        name = "capped"
+        max_score = 0.5
+
+        def score(self, text: str, ctx: Context) -> float:
+            asked.append(self.name)
+            return 0.5
+
+        def compress(self, text: str, ctx: Context) -> Result:
+            return Result(text)
+
+    idle = Idle()  # scores 0.3, no max_score: always asked
+    assert registry.detect("x", Context(), (idle, Capped())) is not None
+    assert asked == ["capped"]
+    asked.clear()
+    better = type("Better", (Idle,), {"name": "better", "score": lambda self, text, ctx: 0.5})()
+    found = registry.detect("x", Context(), (better, Capped()))
+    assert found is not None and found.name == "better" and asked == []  # a tie goes to the earlier one anyway
+
+
+def test_max_scores_hold_on_the_corpus(corpus) -> None:
+    """No compressor scores above its declared ``max_score`` (which would make detection skip a winner)."""
+    files = sorted(f for f in (corpus / "outputs").rglob("*") if f.is_file() and f.suffix != ".jsonl")
+    tools = (None, "Bash", "WebFetch", "Read")
+    for f in files[::3]:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for c in registry.COMPRESSORS:
+            for tool in tools:
+                assert registry._score(c, text, Context(tool_name=tool)) <= c.max_score, (c.name, f.name)  # type: ignore[attr-defined]
+
+
 class Halver:
     name = "halver"
 

@@ -77,6 +77,8 @@ def kind(text: str) -> str | None:
 
 class ConfigCompressor:
     name = "config"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.6
     min_tokens = 60
 
     def score(self, text: str, ctx: Context) -> float:

@@ -81,6 +81,8 @@ def _parse(lines: list[str]) -> tuple[list[str | _Hunk], int]:
 
 class DiffCompressor:
     name = "diff"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.95
     min_tokens = 100
 
     def score(self, text: str, ctx: Context) -> float:

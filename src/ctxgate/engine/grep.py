@@ -114,6 +114,8 @@ def _context_of(line: str, paths: set[str]) -> tuple[str, int, str] | None:
 
 class GrepCompressor:
     name = "grep"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.85
     min_tokens = 100
 
     def score(self, text: str, ctx: Context) -> float:

@@ -64,6 +64,8 @@ _BLOCKS = frozenset(
 
 class HtmlCompressor:
     name = "html"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.95
     min_tokens = 200
 
     def score(self, text: str, ctx: Context) -> float:

@@ -424,6 +424,8 @@ class Reduction:
 
 class JsonCompressor:
     name = "json"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.95
     min_tokens = 40
 
     def score(self, text: str, ctx: Context) -> float:

@@ -94,8 +94,14 @@ _KEEP_ANY = re.compile(
 )
 
 
-def _is_keep(low: str) -> bool:
-    return _KEEP_START.match(low) is not None or _KEEP_ANY.search(low) is not None
+#: literals of which every ``_KEEP_ANY`` match holds one (see ``lines_matching``)
+_KEEP_ANY_TRIGGERS = ("...", "::", " passed", " failed", " example", " failure", "test", "suite", "build ")
+
+
+def _keep_lines(low: list[str], lowered: str, starts: list[int]) -> set[int]:
+    """Indexes of the lowercased lines that are test results, summaries or stack frames."""
+    found = {i for i, ln in enumerate(low) if _KEEP_START.match(ln)}
+    return found | lines_matching(low, lowered, starts, _KEEP_ANY_TRIGGERS, _KEEP_ANY.search)
 
 
 _XTRACE = re.compile(r"^(\++) ")
@@ -110,6 +116,7 @@ _TIMESTAMP = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
 )
 _LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
+_LEVEL_TRIGGERS = ("INFO", "DEBUG", "TRACE", "WARN", "ERROR", "FATAL", "SEVERE", "NOTICE", "CRITICAL")
 _MD_HEADING = re.compile(r"^#{1,6} \w")
 _LEAD_WORD = re.compile(r"^(\s*)([A-Za-z]{3,})\s+(\S+)")
 _SECTION = re.compile(r"^=+ .+ =+$")
@@ -131,14 +138,20 @@ _FREE, _ERROR, _KEPT = 0, 1, 2
 
 class LogCompressor:
     name = "logs"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.85
     min_tokens = 100
 
     def score(self, text: str, ctx: Context) -> float:
         lines = [ln for ln in text[:20000].split("\n")[:300] if ln.strip()]
         if len(lines) < 5:
             return -1.0
-        stamped = sum(1 for ln in lines if _TIMESTAMP.match(ln) or _LEVEL.search(ln))
-        tests = sum(1 for ln in lines if _is_keep(ln.lower()))
+        joined = "\n".join(lines)
+        starts = line_starts(lines)
+        levels = lines_matching(lines, joined, starts, _LEVEL_TRIGGERS, _LEVEL.search)
+        stamped = len(levels | {i for i, ln in enumerate(lines) if _TIMESTAMP.match(ln)})
+        low = [ln.lower() for ln in lines]
+        tests = len(_keep_lines(low, "\n".join(low), line_starts(low)))  # lower() may change lengths
         traced = sum(1 for ln in lines if _XTRACE.match(ln))
         frac = (stamped + 2 * tests + traced) / len(lines)
         headings = sum(1 for ln in lines if _MD_HEADING.match(ln))
@@ -198,9 +211,9 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
     keep = [_FREE] * n
     low = [ln.lower() for ln in lines]
     lowered = "\n".join(low)
-    starts = line_starts(lines)
+    starts = line_starts(low)  # not ``lines``: lower() may change a line's length ("İ")
     severe = lines_matching(low, lowered, starts, _SEVERITY_TRIGGERS, _SEVERITY.search)
-    for i in (k for k, ln in enumerate(low) if _is_keep(ln)):
+    for i in _keep_lines(low, lowered, starts):
         keep[i] = _KEPT
     counts = Counter(tpls)
     in_trace = in_failures = False

@@ -78,6 +78,8 @@ class _Block:
 
 class ProseCompressor:
     name = "prose"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.5
     min_tokens = 200
 
     def score(self, text: str, ctx: Context) -> float:

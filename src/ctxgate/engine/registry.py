@@ -11,7 +11,9 @@
    parse (JSON, a unified diff), 0.5 to 0.9 for strong line-shape evidence (logs, grep,
    tables), 0.2 to 0.5 for weak evidence or a fallback (prose, mixed sections). A score of
    ``FINAL_SCORE`` (0.95) or more ends the search at once (a file read, a complete JSON
-   parse), which keeps the other scorers off the largest outputs.
+   parse), which keeps the other scorers off the largest outputs. A compressor whose
+   ``max_score`` (the most its ``score`` returns) is no higher than the best score so far
+   is not asked either.
 4. Below the winner's minimum size (``ctx.min_tokens_for(name, compressor.min_tokens)``)
    nothing happens. A compressor with ``verbatim = True`` (source code) is never changed.
 5. The compressor runs. ``ValueError`` (or any other error) means the original passes
@@ -95,6 +97,8 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
     best: Compressor | None = None
     best_score = 0.0
     for c in COMPRESSORS if compressors is None else compressors:
+        if getattr(c, "max_score", 1.0) <= best_score:
+            continue  # it cannot win (ties go to the earlier entry): not worth scoring
         s = _score(c, text, ctx)
         if s >= FINAL_SCORE:
             return c

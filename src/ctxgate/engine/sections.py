@@ -21,6 +21,9 @@ _JSON_START = re.compile(r"^[ \t]*[\[{]", re.M)
 _MIN_JSON = 200
 _MAX_TRIES = 200
 _DECODER = json.JSONDecoder()
+#: the characters that may follow an opening bracket in JSON (whitespace, a value, the closer)
+_VALUE_START = frozenset(' \t\n\r"-0123456789{[tfnIN')
+_CAN_FOLLOW = {"[": _VALUE_START | {"]"}, "{": frozenset(' \t\n\r"}')}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ def split(text: str) -> list[Section]:
         if tries > _MAX_TRIES:
             break
         at = m.end() - 1
+        if text[at + 1 : at + 2] not in _CAN_FOLLOW[text[at]]:
+            continue  # ``[Sun Dec 04 ...]``, ``{name}``: no JSON value can start so (and no parse is tried)
         try:
             value, end = _DECODER.raw_decode(text, at)
         except (ValueError, RecursionError):
@@ -72,6 +77,8 @@ def split(text: str) -> list[Section]:
 
 class SectionsCompressor:
     name = "sections"
+    #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
+    max_score = 0.65
     min_tokens = 60
 
     def score(self, text: str, ctx: Context) -> float:
