@@ -94,3 +94,14 @@ def test_fingerprint_text_ignores_a_moved_cache_control() -> None:
     body = json.loads(anthropic_request(turns))
     body["messages"][0]["content"][0]["cache_control"] = {"type": "ephemeral"}
     assert anthropic.parse(json.dumps(body).encode()).first_user == anthropic.parse(anthropic_request(turns)).first_user
+
+
+def test_parse_reusing_an_earlier_request_equals_a_fresh_parse() -> None:
+    prev = None
+    for k in range(1, len(TURNS) + 1):  # a growing session, each request parsed with the previous one
+        raw = anthropic_request(TURNS[:k])
+        conv = anthropic.parse(raw, prev)
+        assert conv == anthropic.parse(raw) and conv.blocks == anthropic.parse(raw).blocks
+        prev = conv
+    for other in (anthropic_request([("user", "something else"), *TURNS[1:]]), anthropic_request(TURNS[:2]), anthropic_request(TURNS[::-1][:1])):
+        assert anthropic.parse(other, prev) == anthropic.parse(other)

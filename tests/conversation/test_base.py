@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from ctxgate.conversation._base import (
     ARRAY,
     OBJECT,
+    OPAQUE,
     STRING,
     Edit,
     Node,
     decode,
     quote,
     scan,
+    shared_prefix,
     splice,
     splice_text,
     text_blocks,
@@ -101,6 +103,73 @@ def test_quote_is_deterministic_utf8_and_escapes_lone_surrogates() -> None:
 def test_scan_rejects_invalid_json(bad: str) -> None:
     with pytest.raises(ValueError):
         scan(bad)
+
+
+def shape(node: Node) -> Any:
+    """Kinds, ranges and values of a node tree, for comparing two scans."""
+    if node.kind == OBJECT:
+        value: Any = {k: shape(v) for k, v in node.value.items()}
+    elif node.kind == ARRAY:
+        value = [shape(v) for v in node.value]
+    else:
+        value = node.value
+    return node.kind, node.start, node.end, value
+
+
+def edited(text: str, data: st.DataObject) -> str:
+    """``text`` with a drawn slice replaced: an appended message, a moved marker, a typo..."""
+    a = data.draw(st.integers(0, len(text)))
+    b = data.draw(st.integers(a, len(text)))
+    return text[:a] + data.draw(st.sampled_from(["", "1", "0", "]", "}", ",", '"', ' "x"', '{"k": [1, "é"]}'])) + text[b:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from([None, 1]), st.data())
+def test_a_rescan_reusing_an_earlier_scan_equals_a_fresh_scan(value: Any, indent: int | None, data: st.DataObject) -> None:
+    old = json.dumps({"m": value, "tail": [value]}, indent=indent, ensure_ascii=False)
+    walk = data.draw(st.sampled_from([None, frozenset({"m"})]))
+    prev = scan(old, walk=walk)
+    new = data.draw(st.sampled_from([old, old[:-1] + ', "n": 12}', json.dumps({"m": [value, value]})]))
+    if data.draw(st.booleans()):
+        new = edited(new, data)
+    shared = shared_prefix(old, new)
+    assert old[:shared] == new[:shared] and (shared == min(len(old), len(new)) or old[shared] != new[shared])
+    try:
+        fresh = scan(new, walk=walk)
+    except ValueError:
+        with pytest.raises(ValueError):
+            scan(new, walk=walk, prev=prev, shared=shared)
+        return
+    assert shape(scan(new, walk=walk, prev=prev, shared=shared)) == shape(fresh)
+
+
+def test_a_rescan_rescans_a_number_that_the_new_text_extends() -> None:
+    old, new = '{"a": [1, 2, 3], "b": 12}', '{"a": [1, 2, 3], "b": 123}'
+    prev = scan(old)
+    again = scan(new, prev=prev, shared=shared_prefix(old, new))
+    assert again.value["a"] is prev.value["a"]  # the shared part is taken as it is
+    assert again.value["b"].value == 123
+
+
+def test_shared_prefix_of_long_texts() -> None:
+    a = "x" * 100_000
+    for k in (0, 1, 63, 64, 65, 8191, 8192, 8193, 50_000, 99_999):
+        assert shared_prefix(a, a[:k] + "y" + a[k + 1 :]) == k
+    assert shared_prefix(a, a + "z") == len(a) and shared_prefix("", a) == 0
+    assert shared_prefix("é" * 10, "é" * 9 + "\U0001f600") == 9
+
+
+def test_walk_keeps_other_top_level_values_opaque_but_checked() -> None:
+    text = '{"tools": [{"name": "x", "schema": {"a": [1, 2]}}], "messages": [{"role": "user"}], "n": null}'
+    root = scan(text, walk=frozenset({"messages"}))
+    tools = root.value["tools"]
+    assert tools.kind == OPAQUE and text[tools.start : tools.end] == '[{"name": "x", "schema": {"a": [1, 2]}}]'
+    assert root.value["n"].kind == OPAQUE and root.get("messages") is not None
+    assert plain(root.value["messages"]) == [{"role": "user"}]
+    for bad in ('{"tools": [1,], "messages": []}', '{"t": NaN, "messages": []}', '{"t": "\x01", "messages": []}',
+                '{"t": -Infinity, "messages": []}', '{"t": ' + "[" * 3000 + "]" * 3000 + ', "messages": []}'):
+        with pytest.raises(ValueError):
+            scan(bad, walk=frozenset({"messages"}))
 
 
 def test_decode_rejects_invalid_utf8() -> None:

@@ -66,3 +66,14 @@ def test_a_tool_message_without_its_call_keeps_its_name() -> None:
     body = {"messages": [{"role": "tool", "tool_call_id": "gone", "name": "Read", "content": "x"}]}
     (block,) = openai_chat.parse(json.dumps(body).encode()).blocks
     assert (block.tool_name, block.tool_args) == ("Read", "")
+
+
+def test_parse_reusing_an_earlier_request_equals_a_fresh_parse() -> None:
+    prev = None
+    for k in range(1, len(TURNS) + 1):  # a growing session, each request parsed with the previous one
+        raw = openai_chat_request(TURNS[:k])
+        conv = openai_chat.parse(raw, prev)
+        assert conv == openai_chat.parse(raw) and conv.blocks == openai_chat.parse(raw).blocks
+        prev = conv
+    for other in (openai_chat_request([("user", "something else"), *TURNS[1:]]), openai_chat_request(TURNS[:2]), openai_chat_request(TURNS[::-1][:1])):
+        assert openai_chat.parse(other, prev) == openai_chat.parse(other)

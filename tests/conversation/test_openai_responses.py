@@ -51,3 +51,14 @@ def test_splice_leaves_everything_else_byte_identical() -> None:
     out = openai_responses.splice(raw, edits)
     assert_only_spans_changed(raw, out, [(e.start, e.end) for e in edits])
     assert json.loads(out)["input"][2]["output"] == "short"
+
+
+def test_parse_reusing_an_earlier_request_equals_a_fresh_parse() -> None:
+    prev = None
+    for k in range(1, len(TURNS) + 1):  # a growing session, each request parsed with the previous one
+        raw = openai_responses_request(TURNS[:k])
+        conv = openai_responses.parse(raw, prev)
+        assert conv == openai_responses.parse(raw) and conv.blocks == openai_responses.parse(raw).blocks
+        prev = conv
+    for other in (openai_responses_request([("user", "something else"), *TURNS[1:]]), openai_responses_request(TURNS[:2]), openai_responses_request(TURNS[::-1][:1])):
+        assert openai_responses.parse(other, prev) == openai_responses.parse(other)

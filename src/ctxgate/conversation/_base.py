@@ -13,6 +13,7 @@ valid input is exact, so the bytes outside the edited spans are the input's byte
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -22,7 +23,15 @@ _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _MAX_DEPTH = 256
 
-OBJECT, ARRAY, STRING, SCALAR = "o", "a", "s", "n"
+OBJECT, ARRAY, STRING, SCALAR, OPAQUE = "o", "a", "s", "n", "x"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON constant {name}")
+
+
+#: the C scanner of ``json``, as strict as ``_Scanner`` (no NaN or Infinity, no control characters)
+_C_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=_no_constant))  # type: ignore[attr-defined]
 
 
 class Node:
@@ -34,7 +43,7 @@ class Node:
         self.kind = kind
         self.start = start
         self.end = end
-        #: dict[str, Node] (last key wins, as in json.loads), list[Node], str, or a scalar
+        #: dict[str, Node] (last key wins, as in json.loads), list[Node], str, a scalar, or None (OPAQUE)
         self.value = value
 
     def get(self, key: str) -> Node | None:
@@ -49,12 +58,27 @@ class Node:
 
 
 class _Scanner:
-    def __init__(self, text: str) -> None:
-        self.text = text
+    """Recursive descent over ``text``; ``walk`` limits which top-level values become node trees.
 
-    def value(self, i: int, depth: int) -> tuple[Node, int]:
+    ``old`` is the node an earlier scan found at the same offset of a text whose first
+    ``shared`` characters are this one's: a node that ends before ``shared`` is taken as it
+    is (the same characters parse to the same value), and one that straddles it lends its
+    children. Only the part of the text after ``shared`` is scanned anew.
+    """
+
+    def __init__(self, text: str, walk: frozenset[str] | None, shared: int) -> None:
+        self.text = text
+        self.walk = walk
+        self.shared = shared
+
+    def value(self, i: int, depth: int, old: Node | None = None) -> tuple[Node, int]:
         text = self.text
         i = _WS.match(text, i).end()  # type: ignore[union-attr]
+        if old is not None and old.start == i:
+            if old.end < self.shared:
+                return old, old.end
+        else:
+            old = None
         if i >= len(text):
             raise ValueError("unexpected end of JSON")
         c = text[i]
@@ -62,9 +86,9 @@ class _Scanner:
             s, end = scanstring(text, i + 1, True)
             return Node(STRING, i, end, s), end
         if c == "{":
-            return self.obj(i, depth + 1)
+            return self.obj(i, depth + 1, old)
         if c == "[":
-            return self.arr(i, depth + 1)
+            return self.arr(i, depth + 1, old)
         m = _NUMBER.match(text, i)
         if m:
             lit = m.group()
@@ -75,10 +99,23 @@ class _Scanner:
                 return Node(SCALAR, i, i + len(word), val), i + len(word)
         raise ValueError(f"invalid JSON at offset {i}")
 
-    def obj(self, start: int, depth: int) -> tuple[Node, int]:
+    def opaque(self, i: int, old: Node | None) -> tuple[Node, int]:
+        """A value checked and skipped by the C scanner: its range only."""
+        i = _WS.match(self.text, i).end()  # type: ignore[union-attr]
+        if old is not None and old.start == i and old.end < self.shared:
+            return old, old.end
+        try:
+            _, end = _C_SCAN(self.text, i)
+        except StopIteration as exc:
+            raise ValueError(f"invalid JSON at offset {i}") from exc
+        return Node(OPAQUE, i, end, None), end
+
+    def obj(self, start: int, depth: int, old: Node | None) -> tuple[Node, int]:
         if depth > _MAX_DEPTH:
             raise ValueError("JSON nested too deeply")
         text, ws = self.text, _WS
+        walk = self.walk if depth == 1 else None
+        before: dict[str, Node] = old.value if old is not None and old.kind == OBJECT else {}
         out: dict[str, Node] = {}
         i = ws.match(text, start + 1).end()  # type: ignore[union-attr]
         if text.startswith("}", i):
@@ -90,7 +127,10 @@ class _Scanner:
             i = ws.match(text, i).end()  # type: ignore[union-attr]
             if not text.startswith(":", i):
                 raise ValueError(f"expected ':' at offset {i}")
-            node, i = self.value(i + 1, depth)
+            if walk is None or key in walk:
+                node, i = self.value(i + 1, depth, before.get(key))
+            else:
+                node, i = self.opaque(i + 1, before.get(key))
             out[key] = node
             i = ws.match(text, i).end()  # type: ignore[union-attr]
             if text.startswith(",", i):
@@ -100,16 +140,18 @@ class _Scanner:
                 return Node(OBJECT, start, i + 1, out), i + 1
             raise ValueError(f"expected ',' or '}}' at offset {i}")
 
-    def arr(self, start: int, depth: int) -> tuple[Node, int]:
+    def arr(self, start: int, depth: int, old: Node | None) -> tuple[Node, int]:
         if depth > _MAX_DEPTH:
             raise ValueError("JSON nested too deeply")
         text, ws = self.text, _WS
+        before: list[Node] = old.value if old is not None and old.kind == ARRAY else []
         out: list[Node] = []
         i = ws.match(text, start + 1).end()  # type: ignore[union-attr]
         if text.startswith("]", i):
             return Node(ARRAY, start, i + 1, out), i + 1
         while True:
-            node, i = self.value(i, depth)
+            k = len(out)
+            node, i = self.value(i, depth, before[k] if k < len(before) else None)
             out.append(node)
             i = ws.match(text, i).end()  # type: ignore[union-attr]
             if text.startswith(",", i):
@@ -128,15 +170,52 @@ def decode(raw: bytes) -> str:
         raise ValueError(f"body is not valid UTF-8: {exc.reason}") from exc
 
 
-def scan(text: str) -> Node:
-    """Parse a JSON document, keeping the offsets of every value. Raises ValueError."""
+def shared_prefix(a: str, b: str) -> int:
+    """Length of the longest common prefix of ``a`` and ``b`` (compared in C, chunk by chunk)."""
+    n = min(len(a), len(b))
+    lo, step = 0, 8192
+    while lo < n:  # gallop to the first chunk that differs
+        hi = min(n, lo + step)
+        if a[lo:hi] != b[lo:hi]:
+            break
+        lo, step = hi, step * 2
+    else:
+        return n
+    while hi - lo > 64:  # a[:lo] == b[:lo] and the chunk [lo, hi) differs somewhere
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    while lo < hi and a[lo] == b[lo]:
+        lo += 1
+    return lo
+
+
+def scan(
+    text: str, *, walk: frozenset[str] | None = None, prev: Node | None = None, shared: int = 0
+) -> Node:
+    """Parse a JSON document, keeping the offsets of every value. Raises ValueError.
+
+    ``walk``: when the document is an object, only its values under these keys become node
+    trees; the others are checked by the C scanner and kept as ``OPAQUE`` nodes (range only).
+    ``prev`` and ``shared``: the root of an earlier scan (with the same ``walk``) of a text whose
+    first ``shared`` characters equal this one's; its nodes that end before ``shared`` are reused.
+    """
     try:
-        node, end = _Scanner(text).value(0, 0)
+        node, end = _Scanner(text, walk, shared if prev is not None else 0).value(0, 0, prev)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
     if _WS.match(text, end).end() != len(text):  # type: ignore[union-attr]
         raise ValueError(f"extra data after JSON at offset {end}")
     return node
+
+
+def rescan(text: str, walk: frozenset[str], prev: Conversation | None) -> Node:
+    """``scan(text, walk=walk)``, reusing what ``text`` shares with an earlier request's text."""
+    if prev is None or prev.root is None:
+        return scan(text, walk=walk)
+    return scan(text, walk=walk, prev=prev.root, shared=shared_prefix(prev.text, text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +274,8 @@ class Conversation:
     cache_lifetime_s: float = 300.0
     #: offset just past the last message (where a longer request's next message would start)
     messages_end: int = 0
+    #: the scanned body, for ``parse(raw, prev=this)`` to reuse what a longer request shares with it
+    root: Node | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from ctxgate.conversation._base import (
     _str,
     decode,
     output_texts,
-    scan,
+    rescan,
     splice,
     text_blocks,
     text_of,
@@ -36,14 +36,22 @@ CACHE_LIFETIME_S = 300.0
 CACHE_LIFETIME_1H_S = 3600.0
 
 
-def parse(raw: bytes) -> Conversation:
-    """The messages, tool calls and tool-output blocks of a Messages request. Raises ValueError."""
+#: the only top-level value read; the others are checked by the C scanner
+_WALK = frozenset({"messages"})
+
+
+def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
+    """The messages, tool calls and tool-output blocks of a Messages request. Raises ValueError.
+
+    ``prev``: an earlier request of the same conversation, whose scan is reused where the
+    bodies share a prefix (an optimization only: the result is the same without it).
+    """
     text = decode(raw)
-    root = scan(text)
+    root = rescan(text, _WALK, prev)
     msgs = root.get("messages")
     if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
         raise ValueError("anthropic: body has no messages array")
-    conv = Conversation(text=text, messages=[], blocks=[], messages_end=msgs.start + 1)
+    conv = Conversation(text=text, messages=[], blocks=[], root=root, messages_end=msgs.start + 1)
     first_user = None
     for mi, m in enumerate(msgs.items()):
         role = m.str_of("role") or "?"

@@ -22,7 +22,7 @@ from ctxgate.conversation._base import (
     _str,
     decode,
     output_texts,
-    scan,
+    rescan,
     splice,
     text_blocks,
     text_of,
@@ -45,14 +45,22 @@ _MODEL_ITEMS = {
 }
 
 
-def parse(raw: bytes) -> Conversation:
-    """The items, tool calls and tool-output blocks of a Responses request. Raises ValueError."""
+#: the only top-level value read; the others are checked by the C scanner
+_WALK = frozenset({"input"})
+
+
+def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
+    """The items, tool calls and tool-output blocks of a Responses request. Raises ValueError.
+
+    ``prev``: an earlier request of the same conversation, whose scan is reused where the
+    bodies share a prefix (an optimization only: the result is the same without it).
+    """
     text = decode(raw)
-    root = scan(text)
+    root = rescan(text, _WALK, prev)
     if root.kind != OBJECT:
         raise ValueError("openai_responses: body is not an object")
     items = root.get("input")
-    conv = Conversation(text=text, messages=[], blocks=[], cache_lifetime_s=CACHE_LIFETIME_S)
+    conv = Conversation(text=text, messages=[], blocks=[], root=root, cache_lifetime_s=CACHE_LIFETIME_S)
     if items is None or items.kind != ARRAY:
         if items is not None:
             conv.first_user = text_of(items)
