@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_proxy import MODEL, build_turn, body  # noqa: E402
+from bench_proxy import MODEL, body, build_turn  # noqa: E402
 
 from ctxgate.pipeline import Pipeline, RequestInfo  # noqa: E402
 from ctxgate.settings import Settings  # noqa: E402

@@ -31,7 +31,7 @@ def _no_constant(name: str) -> Any:
 
 
 #: the C scanner of ``json``, as strict as ``_Scanner`` (no NaN or Infinity, no control characters)
-_C_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=_no_constant))  # type: ignore[attr-defined]
+_C_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=_no_constant))  # type: ignore[arg-type]
 
 
 class Node:
