@@ -403,3 +403,12 @@ def test_kubectl_kustomize_renders_what_the_checks_above_read(tmp_path: Path) ->
     sc = dep["spec"]["template"]["spec"]["securityContext"]
     assert sc["runAsNonRoot"] is True and not {"runAsUser", "fsGroup"} & sc.keys()
     assert dep["spec"]["replicas"] > 1
+
+
+def test_deploy_doc_names_real_paths_and_secret_keys() -> None:
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    paths = set(re.findall(r"\bdeploy/[\w./-]*[\w]", doc))
+    assert {"deploy/Containerfile", "deploy/kubernetes/base", "deploy/kubernetes/overlays/scale-out"} <= paths
+    assert [p for p in paths if not (ROOT / p).exists()] == []
+    keys = set(re.findall(r"--from-literal=([\w-]+)=", doc))
+    assert keys == {k.split("/", 1)[1] for k in secret_example()}
