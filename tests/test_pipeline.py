@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ctxgate import engine
+from ctxgate import pipeline as pipeline_module
 from ctxgate.conversation import anthropic
 from ctxgate.errors import ConfigError, StoreError
 from ctxgate.pipeline import Pipeline, RequestInfo, _validate, build_pipeline, decision_key, fingerprint
@@ -274,19 +276,68 @@ async def test_time_budget() -> None:
     assert r.counts.get("deferred") == 1 and len(store2._decisions) == 1
 
 
+def spans_of(body: bytes) -> list[tuple[int, int]]:
+    return [(m.start, m.end) for m in anthropic.parse(body).messages]
+
+
+def check(out: bytes, conv: Any, sent: dict[int, str] | None = None, prev: Any = None,
+          spans: list[tuple[int, int]] | None = None) -> tuple[str | None, Any]:
+    return _validate(out.decode(), spans_of(out) if spans is None else spans, conv, "anthropic", sent or {}, prev)
+
+
 async def test_validate_catches_changed_structure() -> None:
     raw = anthropic_request(T2)
     conv = anthropic.parse(raw)
-    assert _validate(raw, conv, "anthropic", {}) is None
+    reason, checked = check(raw, conv)
+    assert reason is None and checked is not None
     body = json.loads(raw)
     body["messages"].pop()
-    assert "changed" in (_validate(json.dumps(body).encode(), conv, "anthropic", {}) or "")
+    assert "changed" in (check(json.dumps(body).encode(), conv)[0] or "")
     body = json.loads(raw)
     body["messages"][1]["content"][0]["id"] = "other"
-    assert "changed" in (_validate(json.dumps(body).encode(), conv, "anthropic", {}) or "")
-    assert "decided texts" in (_validate(raw, conv, "anthropic", {0: "other"}) or "")
-    assert "not valid" in (_validate(b"{", conv, "anthropic", {}) or "")
-    assert "not valid" in (_validate(b"[]", conv, "anthropic", {}) or "")
+    assert "changed" in (check(json.dumps(body).encode(), conv)[0] or "")
+    assert "decided texts" in (check(raw, conv, {0: "other"})[0] or "")
+    assert "not valid" in (check(b"{", conv, spans=spans_of(raw))[0] or "")
+    assert "not valid" in (check(b"[]", conv, spans=spans_of(raw))[0] or "")
+    # ranges that are not the messages, and a message list that is not the one the provider reads
+    shifted = [(a + 1, b) for a, b in spans_of(raw)]
+    assert "not valid" in (check(raw, conv, spans=shifted)[0] or "")
+    twice = raw[:-1] + b', "messages": []}'
+    assert "not the body's" in (check(twice, conv, spans=spans_of(raw))[0] or "")
+    # a failure is never recorded for the next output to build on
+    assert check(raw, conv, {0: "other"})[1] is None
+
+
+async def test_validate_reads_back_only_what_the_previous_output_does_not_vouch_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = anthropic_request(T2)
+    conv = anthropic.parse(raw)
+    _, checked = check(raw, conv)
+    loads: list[str] = []
+
+    def counting(text: str) -> Any:
+        loads.append(text)
+        return json.loads(text)
+
+    monkeypatch.setattr(pipeline_module, "json", SimpleNamespace(loads=counting))
+    longer = anthropic_request([*T2, ("call", "t3", "Bash", {"command": "y"}), ("result", "t3", "done")])
+    assert check(longer, anthropic.parse(longer), prev=checked)[0] is None
+    # the last message of the earlier output and the two new ones are read back; the rest was vouched for
+    assert [json.loads(t)["role"] for t in loads] == ["user", "assistant", "user"]
+    assert len(spans_of(longer)) == 7 and loads[0] == raw.decode()[slice(*spans_of(raw)[-1])]
+    loads.clear()
+    assert check(longer, anthropic.parse(longer))[0] is None and len(loads) == len(spans_of(longer)) + 1
+    # the expectations differ where the outputs are the same bytes: read back, and caught
+    assert "decided texts" in (check(raw, conv, {1: "other"}, prev=checked)[0] or "")
+    # a previous output that differs early vouches for nothing after the difference
+    other = anthropic_request([("user", "stop"), *T2[1:]])
+    _, other_checked = check(other, anthropic.parse(other))
+    assert check(raw, conv, prev=other_checked)[0] is None
+    assert "decided texts" in (check(raw, conv, {0: "other"}, prev=other_checked)[0] or "")
+    # the rest of the body is checked again when it changed
+    twice = raw[:-1] + b', "messages": []}'
+    assert "not the body's" in (check(twice, conv, prev=checked, spans=spans_of(raw))[0] or "")
 
 
 async def test_active_sessions_and_keys() -> None:
@@ -410,3 +461,54 @@ async def test_a_long_run_repeated_from_an_earlier_output_becomes_a_reference() 
     assert text == f"status: done\n[120 lines same as lines 1-120 of the output of tool call a above; retrieve: {key}]" \
         "\nall 120 hashes checked"
     assert await store.get("default", key) == later
+
+
+def tokens_by_definition(raw: bytes, model: str) -> int:
+    """``tokens_before`` as documented: outputs as decoded text, messages without them, the rest as JSON text."""
+    from ctxgate import tokens
+
+    conv = anthropic.parse(raw)
+    text, total = conv.text, 0
+    for mi, m in enumerate(conv.messages):
+        skeleton, pos = [], m.start
+        for b in (b for b in conv.blocks if b.message == mi):
+            skeleton.append(text[pos : b.start])
+            total += tokens.count(b.text, model).tokens
+            pos = b.end
+        skeleton.append(text[pos : m.end])
+        total += tokens.count("".join(skeleton), model).tokens
+    rest = text[: conv.messages[0].start] + text[conv.messages[-1].end :]
+    return total + tokens.count(rest, model).tokens
+
+
+async def test_a_session_gives_the_same_results_with_and_without_its_previous_request() -> None:
+    """The memo of the session's previous request (parse, hashes, counts, validated output) is an
+    optimization only: a pipeline that forgets it before every request answers the same bytes."""
+    turns = [*T2, ("call", "t3", "Bash", {"command": "y"}), ("result", "t3", big_log(300, "served")),
+             ("call", "t4", "Bash", {"command": "z"}), ("result", "t4", big_json())]
+    bodies = [anthropic_request(turns[:k]) for k in (3, 5, 7, 9)]
+    # the same session id for another conversation, and a body that shares only a prefix
+    bodies += [anthropic_request([("user", "elsewhere"), *T2[1:]]), bodies[-1], bodies[1][:-3] + b"]}", bodies[-1]]
+    info = RequestInfo(fmt="anthropic", model=MODEL, session_id="s")
+    memo, _ = make()
+    fresh, _ = make()
+    for raw in bodies:
+        fresh._memos.clear()
+        a, b = await memo.run(raw, info), await fresh.run(raw, info)
+        assert (a.body, a.tokens_before, a.tokens_after, a.counts, a.skip_reason) == (
+            b.body, b.tokens_before, b.tokens_after, b.counts, b.skip_reason)
+        if a.skip_reason != "error":
+            assert a.tokens_before == tokens_by_definition(raw, MODEL)
+    assert memo._memos and len(fresh._memos) == 1
+
+
+async def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "_MEMO_SESSIONS", 3)
+    p, _ = make()
+    for i in range(6):
+        await p.run(anthropic_request(T1), RequestInfo(fmt="anthropic", model=MODEL, session_id=f"s{i}"))
+    assert [k[2] for k in p._memos] == ["s3", "s4", "s5"]
+    assert p._memo_chars == sum(2 * len(m.conv.text) for m in p._memos.values())
+    monkeypatch.setattr(pipeline_module, "_MEMO_CHARS", 4 * len(anthropic_request(T1)))
+    await p.run(anthropic_request(T2), RequestInfo(fmt="anthropic", model=MODEL, session_id="big"))
+    assert "big" not in [k[2] for k in p._memos] and p._memo_chars <= 4 * len(anthropic_request(T1))

@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
-from collections import Counter
+from bisect import bisect_right
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -38,6 +40,10 @@ PriceOf = Callable[[str], float | None]
 
 #: share of the time budget after which no new block is decided (the rest stay verbatim, undecided)
 _SOFT_BUDGET = 0.7
+#: bounds of the per-session memo of the previous request (parse, hashes, token counts): sessions
+#: kept, and characters of request text held in all (a body over a quarter of it is not kept)
+_MEMO_SESSIONS = 256
+_MEMO_CHARS = 32_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +94,60 @@ class _Decision:
     transforms: tuple[str, ...] = ()
 
 
+#: what a message must hold once sent: its role, tool ids and tool-output texts
+Expectation = tuple[str, tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """An output that passed ``_validate``: the next output of the session builds on it."""
+
+    text: str
+    #: output range of each message (each one checked to be a JSON value on its own)
+    spans: list[tuple[int, int]]
+    expect: list[Expectation]
+    #: the output before the first message and after the last
+    outer: tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What a session's latest request leaves for the next one, which usually repeats it and adds a turn.
+
+    Everything here is reused only where the new body provably holds the same characters at
+    the same place (``Conversation.shared``) or the very same string object, so a memo that
+    belongs to another conversation, or one that is stale, costs time but never changes a result.
+    """
+
+    conv: Conversation
+    #: block start -> (its text object, its content hash)
+    hashes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: token estimator the counts below were made with
+    estimator: str = ""
+    #: message (start, end) -> its tokens (see ``Pipeline._count``)
+    message_tokens: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: the text around the messages and its tokens
+    rest: tuple[str, int] = ("", -1)
+    #: this request's output, once validated
+    checked: _Checked | None = None
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A parsed request with its session and its blocks' decision keys (computed in a worker thread)."""
+
+    conv: Conversation
+    session: str
+    memo: _Memo
+    keys: list[str]
+
+
 @dataclass(slots=True)
 class _Plan:
     """The outcome of deciding one request (computed in a worker thread)."""
 
     body: bytes
+    before: tokens.Count | None = None
     delta: int = 0  # tokens removed
     edits: int = 0
     decisions: dict[str, str | None] = field(default_factory=dict)
@@ -140,6 +195,8 @@ class Pipeline:
         self.clock = clock
         self.timer = timer
         self.price_of: PriceOf = price_of or (lambda model: None)
+        self._memos: OrderedDict[tuple[str, str, str], _Memo] = OrderedDict()
+        self._memo_chars = 0
 
     # --- public -----------------------------------------------------------
 
@@ -182,13 +239,6 @@ class Pipeline:
         if len(raw) > s.max_body_bytes:
             n = len(raw) // 4
             return PipelineResult(raw, n, n, "chars/4", info.session_id or "", skip_reason="too_large")
-        try:
-            conv = await asyncio.wait_for(asyncio.to_thread(conversation.parse, raw, info.fmt), budget)
-        except TimeoutError:
-            return await self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
-        except ValueError as exc:
-            return await self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
-        session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
         level = info.level or s.level
         policy = pol.Policy.from_settings(s, level=level, exclude_tools=info.exclude_tools, min_tokens=info.min_tokens)
         skip = None
@@ -196,47 +246,57 @@ class Pipeline:
             skip = "level_off"
         elif policy.below_price_floor(self.price_of(info.model)):
             skip = "price_floor"
-        elif not conv.blocks:
+        memo_key = self._memo_key(raw, info)
+        prev = self._memos.get(memo_key)
+        try:
+            prep = await asyncio.wait_for(asyncio.to_thread(self._prepare, raw, info, prev, skip is None), budget)
+        except TimeoutError:
+            return await self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
+        except ValueError as exc:
+            return await self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
+        conv, session = prep.conv, prep.session
+        self._remember(memo_key, prep.memo)
+        if skip is None and not conv.blocks:
             skip = "no_candidates"
         now = self.clock()
         try:
-            prev = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
+            prev_seen = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
         except StoreError as exc:
-            return await self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc))
+            return await self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc), prev)
         if skip:
-            return await self._passthrough(raw, info, conv, session, skip, None)
+            return await self._passthrough(raw, info, conv, session, skip, None, prev)
 
-        known = prev is not None
-        cold = known and prev is not None and now - prev.last_seen > conv.cache_lifetime_s
-        hashes = [_content_hash(b.text) for b in conv.blocks]
-        keys = self._keys(conv, hashes, info.tenant, session)
+        known = prev_seen is not None
+        cold = known and prev_seen is not None and now - prev_seen.last_seen > conv.cache_lifetime_s
+        keys = prep.keys
         try:
             existing = await self.decisions.get_many(keys)
         except StoreError as exc:
-            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
+            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
         remaining = budget - (self.timer() - start)
         if remaining <= 0:
-            return await self._passthrough(raw, info, conv, session, "time_budget", None)
+            return await self._passthrough(raw, info, conv, session, "time_budget", None, prev)
         soft_deadline = start + budget * _SOFT_BUDGET
         try:
             plan = await asyncio.wait_for(
                 asyncio.to_thread(
-                    self._decide, raw, conv, info, keys, existing, known, cold, policy, soft_deadline
+                    self._decide, raw, conv, info, keys, existing, known, cold, policy, soft_deadline, prev, prep.memo
                 ),
                 remaining,
             )
         except TimeoutError:
-            return await self._passthrough(raw, info, conv, session, "time_budget", None)
+            return await self._passthrough(raw, info, conv, session, "time_budget", None, prev)
         if plan.invalid:
-            return await self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid)
+            return await self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid, prev)
         try:
             for key, text in plan.originals.items():
                 await self.originals.put(info.tenant, key, text)
             if plan.decisions:
                 await self.decisions.put_many(plan.decisions)
         except StoreError as exc:
-            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc))
-        before = await asyncio.to_thread(self._count, conv, info.model)
+            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
+        before = plan.before
+        assert before is not None
         return PipelineResult(
             body=plan.body,
             tokens_before=before.tokens,
@@ -248,6 +308,42 @@ class Pipeline:
             skip_reason=None if plan.edits else "no_change",
             counts=dict(plan.counts),
         )
+
+    def _prepare(self, raw: bytes, info: RequestInfo, prev: _Memo | None, with_keys: bool) -> _Prepared:
+        """Parse (reusing the session's previous request), name the session, key every block."""
+        conv = conversation.parse(raw, info.fmt, prev.conv if prev is not None else None)
+        session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
+        memo = _Memo(conv)
+        if not with_keys:
+            return _Prepared(conv, session, memo, [])
+        old = prev.hashes if prev is not None else {}
+        hashes = []
+        for b in conv.blocks:
+            seen = old.get(b.start)
+            # the same string object: the block was reused from the previous parse as it is
+            h = seen[1] if seen is not None and seen[0] is b.text else _content_hash(b.text)
+            memo.hashes[b.start] = (b.text, h)
+            hashes.append(h)
+        return _Prepared(conv, session, memo, self._keys(conv, hashes, info.tenant, session))
+
+    def _memo_key(self, raw: bytes, info: RequestInfo) -> tuple[str, str, str]:
+        """Where a request finds its session's previous one: the session header, else the body's opening."""
+        if info.session_id:
+            return (info.tenant, info.fmt, info.session_id)
+        return (info.tenant, info.fmt, hashlib.blake2b(raw[:4096], digest_size=16).hexdigest())
+
+    def _remember(self, key: tuple[str, str, str], memo: _Memo) -> None:
+        """Keep ``memo`` as the latest request of its session, within the memo's bounds (LRU)."""
+        size = 2 * len(memo.conv.text)  # the request, and the output kept once it is validated
+        old = self._memos.pop(key, None)
+        if old is not None:
+            self._memo_chars -= 2 * len(old.conv.text)
+        if size <= _MEMO_CHARS // 4:
+            self._memos[key] = memo
+            self._memo_chars += size
+        while self._memo_chars > _MEMO_CHARS or len(self._memos) > _MEMO_SESSIONS:
+            _, dropped = self._memos.popitem(last=False)
+            self._memo_chars -= 2 * len(dropped.conv.text)
 
     @staticmethod
     def _keys(conv: Conversation, hashes: list[str], tenant: str, session: str) -> list[str]:
@@ -270,9 +366,12 @@ class Pipeline:
         cold: bool,
         policy: pol.Policy,
         soft_deadline: float,
+        prev: _Memo | None = None,
+        memo: _Memo | None = None,
     ) -> _Plan:
-        """Decide every block (pure apart from the timer); splice and validate."""
+        """Decide every block (pure apart from the timer); splice and validate; count the tokens."""
         plan = _Plan(body=raw)
+        plan.before = self._count(conv, info.model, prev, memo)
         dups = pol.duplicates(conv.blocks)
         stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
@@ -316,8 +415,12 @@ class Pipeline:
                 plan.delta += tokens.count(b.text, info.model).tokens - tokens.count(text, info.model).tokens
         if edits:
             plan.edits = len(edits)
-            plan.body = conversation.splice(raw, edits)
-            plan.invalid = _validate(plan.body, conv, info.fmt, sent)
+            out, shifts = conversation.splice_shifts(conv.text, edits)
+            plan.body = out.encode("utf-8")
+            checked = prev.checked if prev is not None else None
+            plan.invalid, checked = _validate(out, _out_spans(conv, shifts), conv, info.fmt, sent, checked)
+            if memo is not None:
+                memo.checked = checked
         return plan
 
     def _new_decision(
@@ -375,13 +478,48 @@ class Pipeline:
 
     # --- helpers ------------------------------------------------------------
 
-    def _count(self, conv: Conversation, model: str) -> tokens.Count:
-        """Tokens of the body's JSON text, counted per message (cached by content) plus the rest."""
-        text = conv.text
-        total = sum(tokens.count(text[m.start : m.end], model).tokens for m in conv.messages)
+    def _count(
+        self, conv: Conversation, model: str, prev: _Memo | None = None, memo: _Memo | None = None
+    ) -> tokens.Count:
+        """Tokens of the request as ``tokens_before`` reports them.
+
+        Each tool output counts as its decoded text (what the model reads, and the unit that
+        ``tokens_after`` subtracts from), each message as its JSON text without those string
+        literals plus its outputs, and the text around the messages (model, system, tools...)
+        as JSON text. Counts are cached by content; a message the previous request of the
+        session (``prev``) already counted at the same place is not counted again, so the cost
+        grows with the new messages. ``memo`` receives this request's counts for the next one.
+        """
+        counter = tokens.counter_for(model)
+        text, blocks = conv.text, conv.blocks
+        reuse = prev.message_tokens if prev is not None and prev.estimator == counter.name else {}
+        counted: dict[tuple[int, int], int] = {}
+        total, k = 0, 0
+        for mi, m in enumerate(conv.messages):
+            while k < len(blocks) and blocks[k].message < mi:
+                k += 1
+            span = (m.start, m.end)
+            n = reuse.get(span) if m.end < conv.shared else None
+            if n is None:
+                n, pos, parts = 0, m.start, []
+                while k < len(blocks) and blocks[k].message == mi:
+                    b = blocks[k]
+                    parts.append(text[pos : b.start])
+                    n += tokens.count(b.text, model).tokens
+                    pos = b.end
+                    k += 1
+                parts.append(text[pos : m.end])
+                n += tokens.count("".join(parts), model).tokens
+            counted[span] = n
+            total += n
         rest = text[: conv.messages[0].start] + text[conv.messages[-1].end :] if conv.messages else text
-        c = tokens.count(rest, model)
-        return tokens.Count(total + c.tokens, c.estimator, c.exact)
+        if prev is not None and prev.estimator == counter.name and prev.rest[0] == rest:
+            n_rest = prev.rest[1]
+        else:
+            n_rest = tokens.count(rest, model).tokens
+        if memo is not None:
+            memo.estimator, memo.message_tokens, memo.rest = counter.name, counted, (rest, n_rest)
+        return tokens.Count(total + n_rest, counter.name, counter.exact)
 
     async def _passthrough(
         self,
@@ -391,10 +529,11 @@ class Pipeline:
         session: str,
         reason: str,
         error: str | None,
+        prev: _Memo | None = None,
     ) -> PipelineResult:
         try:
             if conv is not None:
-                n = await asyncio.to_thread(self._count, conv, info.model)
+                n = await asyncio.to_thread(self._count, conv, info.model, prev)
             else:
                 n = await asyncio.to_thread(tokens.count, raw.decode("utf-8", "replace"), info.model)
             before, estimator = n.tokens, n.estimator
@@ -403,21 +542,80 @@ class Pipeline:
         return PipelineResult(raw, before, before, estimator, session, skip_reason=reason, error=error)
 
 
-def _validate(out: bytes, conv: Conversation, fmt: str, sent: dict[int, str]) -> str | None:
+_SEPARATOR = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
+#: stands for the message list when the rest of an output is checked
+_SENTINEL = "ctxgate:message-list"
+
+
+def _out_spans(conv: Conversation, shifts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where each message of ``conv`` lies in the output spliced with ``shifts``."""
+    ends = [end for end, _ in shifts]
+
+    def at(x: int) -> int:
+        k = bisect_right(ends, x)
+        return x + (shifts[k - 1][1] if k else 0)
+
+    return [(at(m.start), at(m.end)) for m in conv.messages]
+
+
+def _expectations(conv: Conversation, sent: dict[int, str]) -> list[Expectation]:
+    """What each message must hold in the output: role, tool ids and the texts decided for its outputs."""
+    texts: list[list[str]] = [[] for _ in conv.messages]
+    for b in conv.blocks:
+        texts[b.message].append(sent.get(b.index, b.text))
+    return [(m.role, m.tool_ids, tuple(t)) for m, t in zip(conv.messages, texts, strict=True)]
+
+
+def _validate(
+    out: str,
+    spans: list[tuple[int, int]],
+    conv: Conversation,
+    fmt: str,
+    sent: dict[int, str],
+    prev: _Checked | None = None,
+) -> tuple[str | None, _Checked | None]:
     """None when ``out`` keeps the messages, roles, tool ids and pairing of the input (else the reason).
 
-    ``out`` is read back with ``json.loads`` and the format's ``outline``, a reading independent of
-    the scanner that located the edits.
+    ``out`` is read back with ``json.loads`` and the format's ``outline``, a reading independent
+    of the scanner that located the edits: each message on its own (the range ``spans`` gives
+    it must be one JSON value with the expected role, tool ids and tool-output texts), the
+    separators between messages, and the rest of the body with the message list replaced by a
+    sentinel (valid JSON, and the list is the one the provider reads). A leading run of
+    messages that an earlier validated output of the session (``prev``) holds at the same
+    place, byte for byte and with the same expectations, was read back then and is not read
+    again, so the cost grows with the new messages. Returns the reason, and what the next
+    output may build on.
     """
+    module = conversation.FORMATS[fmt]
+    expect = _expectations(conv, sent)
+    if not spans or len(spans) != len(expect):
+        return "messages, roles or tool ids changed", None
+    outer = (out[: spans[0][0]], out[spans[-1][1] :])
+    first = 0
+    if prev is not None:
+        shared = conversation.shared_prefix(prev.text, out)
+        n = min(len(spans), len(prev.spans))
+        while first < n and spans[first] == prev.spans[first] and spans[first][1] < shared:
+            if expect[first] != prev.expect[first]:
+                break
+            first += 1
     try:
-        shape, texts = conversation.FORMATS[fmt].outline(json.loads(out))
+        if prev is None or outer != prev.outer:
+            data = json.loads(f'{outer[0]}"{_SENTINEL}"{outer[1]}')
+            if not isinstance(data, dict) or data.get(module.LIST_KEY) != [_SENTINEL]:
+                return "the message list is not the body's", None
+        for k in range(first, len(spans)):
+            start, end = spans[k]
+            if k and not _SEPARATOR.fullmatch(out, spans[k - 1][1], start):
+                return "messages changed: no separator between two messages", None
+            shape, texts = module.outline({module.LIST_KEY: [json.loads(out[start:end])]})
+            if shape != [expect[k][:2]]:
+                return "messages, roles or tool ids changed", None
+            if tuple(texts) != expect[k][2]:
+                return "tool outputs do not hold their decided texts", None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return f"output is not valid: {type(exc).__name__}: {exc}"
-    if shape != [(m.role, m.tool_ids) for m in conv.messages]:
-        return "messages, roles or tool ids changed"
-    if texts != [sent.get(b.index, b.text) for b in conv.blocks]:
-        return "tool outputs do not hold their decided texts"
-    return None
+        return f"output is not valid: {type(exc).__name__}: {exc}", None
+    return None, _Checked(out, spans, expect, outer)
 
 
 def build_pipeline(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from ctxgate.conversation import anthropic, openai_chat, openai_responses
-from ctxgate.conversation._base import Block, Conversation, Edit, Message, ToolCall, splice
+from ctxgate.conversation._base import Block, Conversation, Edit, Message, ToolCall, shared_prefix, splice, splice_shifts
 
 #: wire format name -> module exposing ``parse(raw)``, ``find_blocks(raw)`` and ``splice(raw, edits)``
 FORMATS: dict[str, ModuleType] = {
@@ -34,4 +34,15 @@ def parse(raw: bytes, fmt: str, prev: Conversation | None = None) -> Conversatio
     return conv
 
 
-__all__ = ["FORMATS", "Block", "Conversation", "Edit", "Message", "ToolCall", "parse", "splice"]
+__all__ = [
+    "FORMATS",
+    "Block",
+    "Conversation",
+    "Edit",
+    "Message",
+    "ToolCall",
+    "parse",
+    "shared_prefix",
+    "splice",
+    "splice_shifts",
+]

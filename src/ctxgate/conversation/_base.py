@@ -211,11 +211,13 @@ def scan(
     return node
 
 
-def rescan(text: str, walk: frozenset[str], prev: Conversation | None) -> Node:
-    """``scan(text, walk=walk)``, reusing what ``text`` shares with an earlier request's text."""
+def rescan(text: str, walk: frozenset[str], prev: Conversation | None) -> tuple[Node, int]:
+    """``scan(text, walk=walk)`` reusing what ``text`` shares with an earlier request's text, and
+    the length of that shared prefix (0 without ``prev``)."""
     if prev is None or prev.root is None:
-        return scan(text, walk=walk)
-    return scan(text, walk=walk, prev=prev.root, shared=shared_prefix(prev.text, text))
+        return scan(text, walk=walk), 0
+    shared = shared_prefix(prev.text, text)
+    return scan(text, walk=walk, prev=prev.root, shared=shared), shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,8 @@ class Conversation:
     messages_end: int = 0
     #: the scanned body, for ``parse(raw, prev=this)`` to reuse what a longer request shares with it
     root: Node | None = field(default=None, repr=False, compare=False)
+    #: how many characters at the start of ``text`` equal those of the ``prev`` it was parsed with
+    shared: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,16 +303,29 @@ def quote(text: str) -> str:
 
 def splice_text(text: str, edits: list[Edit]) -> str:
     """Replace the string literals named by ``edits``; everything else is copied."""
+    return splice_shifts(text, edits)[0]
+
+
+def splice_shifts(text: str, edits: list[Edit]) -> tuple[str, list[tuple[int, int]]]:
+    """``splice_text`` and, for each edit in order, (its end in ``text``, the total length change up to it).
+
+    An offset ``x`` of ``text`` outside every edit is ``x + shift`` in the output, ``shift`` being
+    the total of the last edit that ends at or before ``x`` (0 when none does).
+    """
     out: list[str] = []
-    pos = 0
+    shifts: list[tuple[int, int]] = []
+    pos = total = 0
     for e in sorted(edits, key=lambda e: e.start):
         if e.start < pos or e.end > len(text) or text[e.start] != '"' or text[e.end - 1] != '"':
             raise ValueError(f"edit [{e.start}, {e.end}) is not a string literal of the body")
         out.append(text[pos : e.start])
-        out.append(quote(e.text))
+        lit = quote(e.text)
+        out.append(lit)
+        total += len(lit) - (e.end - e.start)
+        shifts.append((e.end, total))
         pos = e.end
     out.append(text[pos:])
-    return "".join(out)
+    return "".join(out), shifts
 
 
 def splice(raw: bytes, edits: list[Edit]) -> bytes:

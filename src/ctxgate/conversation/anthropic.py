@@ -28,7 +28,7 @@ from ctxgate.conversation._base import (
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
+__all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
 
 _TTL_1H = re.compile(r'"ttl"\s*:\s*"1h"')
 #: Anthropic's prompt cache lives 5 minutes after its last use, 1 hour with ``"ttl": "1h"``
@@ -36,8 +36,10 @@ CACHE_LIFETIME_S = 300.0
 CACHE_LIFETIME_1H_S = 3600.0
 
 
-#: the only top-level value read; the others are checked by the C scanner
-_WALK = frozenset({"messages"})
+#: the top-level key of the message (item) list, the only top-level value read; the others are
+#: checked by the C scanner
+LIST_KEY = "messages"
+_WALK = frozenset({LIST_KEY})
 
 
 def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
@@ -47,11 +49,11 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     bodies share a prefix (an optimization only: the result is the same without it).
     """
     text = decode(raw)
-    root = rescan(text, _WALK, prev)
+    root, shared = rescan(text, _WALK, prev)
     msgs = root.get("messages")
     if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
         raise ValueError("anthropic: body has no messages array")
-    conv = Conversation(text=text, messages=[], blocks=[], root=root, messages_end=msgs.start + 1)
+    conv = Conversation(text=text, messages=[], blocks=[], root=root, shared=shared, messages_end=msgs.start + 1)
     first_user = None
     for mi, m in enumerate(msgs.items()):
         role = m.str_of("role") or "?"

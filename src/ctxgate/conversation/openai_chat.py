@@ -28,7 +28,7 @@ from ctxgate.conversation._base import (
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
+__all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
 
 #: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
 #: 24 hours with ``"prompt_cache_retention": "24h"``
@@ -37,8 +37,10 @@ CACHE_LIFETIME_24H_S = 86400.0
 _RETENTION_24H = re.compile(r'"prompt_cache_retention"\s*:\s*"24h"')
 
 
-#: the only top-level value read; the others are checked by the C scanner
-_WALK = frozenset({"messages"})
+#: the top-level key of the message (item) list, the only top-level value read; the others are
+#: checked by the C scanner
+LIST_KEY = "messages"
+_WALK = frozenset({LIST_KEY})
 
 
 def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
@@ -48,11 +50,11 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     bodies share a prefix (an optimization only: the result is the same without it).
     """
     text = decode(raw)
-    root = rescan(text, _WALK, prev)
+    root, shared = rescan(text, _WALK, prev)
     msgs = root.get("messages")
     if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
         raise ValueError("openai_chat: body has no messages array")
-    conv = Conversation(text=text, messages=[], blocks=[], root=root, messages_end=msgs.start + 1)
+    conv = Conversation(text=text, messages=[], blocks=[], root=root, shared=shared, messages_end=msgs.start + 1)
     first_user = None
     for mi, m in enumerate(msgs.items()):
         role = m.str_of("role") or "?"

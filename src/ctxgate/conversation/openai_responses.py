@@ -28,7 +28,7 @@ from ctxgate.conversation._base import (
     text_of,
 )
 
-__all__ = ["Edit", "find_blocks", "outline", "parse", "splice"]
+__all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
 
 #: OpenAI keeps cached prefixes 5 to 10 minutes, up to an hour off-peak: assume the hour;
 #: 24 hours with ``"prompt_cache_retention": "24h"``
@@ -45,8 +45,10 @@ _MODEL_ITEMS = {
 }
 
 
-#: the only top-level value read; the others are checked by the C scanner
-_WALK = frozenset({"input"})
+#: the top-level key of the message (item) list, the only top-level value read; the others are
+#: checked by the C scanner
+LIST_KEY = "input"
+_WALK = frozenset({LIST_KEY})
 
 
 def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
@@ -56,11 +58,11 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     bodies share a prefix (an optimization only: the result is the same without it).
     """
     text = decode(raw)
-    root = rescan(text, _WALK, prev)
+    root, shared = rescan(text, _WALK, prev)
     if root.kind != OBJECT:
         raise ValueError("openai_responses: body is not an object")
     items = root.get("input")
-    conv = Conversation(text=text, messages=[], blocks=[], root=root, cache_lifetime_s=CACHE_LIFETIME_S)
+    conv = Conversation(text=text, messages=[], blocks=[], root=root, shared=shared, cache_lifetime_s=CACHE_LIFETIME_S)
     if items is None or items.kind != ARRAY:
         if items is not None:
             conv.first_user = text_of(items)
