@@ -10,7 +10,16 @@ from __future__ import annotations
 from types import ModuleType
 
 from ctxgate.conversation import anthropic, openai_chat, openai_responses
-from ctxgate.conversation._base import Block, Conversation, Edit, Message, ToolCall, shared_prefix, splice, splice_shifts
+from ctxgate.conversation._base import (
+    Block,
+    Conversation,
+    Edit,
+    Message,
+    ToolCall,
+    shared_prefix,
+    splice,
+    splice_shifts,
+)
 
 #: wire format name -> module exposing ``parse(raw)``, ``find_blocks(raw)`` and ``splice(raw, edits)``
 FORMATS: dict[str, ModuleType] = {
