@@ -136,3 +136,12 @@ def test_corpus_question_recall(corpus: Path) -> None:
         found = [a for a in answers if a and a in outputs[q["file"]]]
         credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
     assert sum(credit) / len(credit) >= 0.98
+
+
+def test_grep_notices_do_not_hide_grep_output() -> None:
+    notices = [f"grep: locale/{lang}/LC_MESSAGES/app.mo: binary file matches" for lang in ("de", "fr", "es")]
+    matches = [f"locale/{lang}/LC_MESSAGES/app.po:{100 + i}:msgid \"Bases: %s\"" for i, lang in enumerate("abcdefgh")]
+    text = "\n".join([*notices, *matches, "Binary file build/app.bin matches"])
+    assert GREP.score(text, BAL) > 0.8
+    out = GREP.compress(text, BAL)
+    assert all(n in out.text for n in notices)

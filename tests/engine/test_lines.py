@@ -86,6 +86,16 @@ def test_plan_templates_leaves_small_groups_and_protected_lines() -> None:
     assert not plan.drop
 
 
+def test_plan_templates_leaves_one_run_of_the_same_line_to_fold_runs() -> None:
+    lines = ["Cloning test database for alias 'default'..."] * 12
+    plan = Plan()
+    plan_templates(lines, [True] * 12, KEY, plan)
+    assert not plan.drop  # fold_runs says "repeated 11 more times" without losing anything
+    spread = [*lines[:6], "other line", *lines[:6]]
+    plan_templates(spread, [True] * 13, KEY, plan)
+    assert plan.drop  # the same line in two places is still a template
+
+
 def test_query_terms_pick_identifiers_only() -> None:
     ctx = Context(
         query="why does test_restify_mock fail in sphinx/util/typing.py please",

@@ -197,3 +197,19 @@ def test_corpus_question_recall(corpus: Path, kind: str) -> None:
         found = [a for a in answers if a and a in outputs[q["file"]]]
         credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
     assert sum(credit) / len(credit) >= 0.98
+
+
+def test_repetitive_machine_output_is_a_log() -> None:
+    pip = [f"Requirement already satisfied: pkg{i} in /opt/env/lib/python3.9/site-packages ({i}.0.1)" for i in range(30)]
+    text = "\n".join(["Obtaining file:///testbed", *pip, "Successfully installed app-1.0"])
+    assert LOGS.score(text, BAL) > 0.5  # beats prose (at most 0.5) without stamps or test lines
+    out = LOGS.compress(text, BAL)
+    assert pip[0] in out.text and pip[-1] in out.text and "Successfully installed app-1.0" in out.text
+    assert any(MARKER.match(ln) for ln in out.text.split("\n")) and out.originals[0].text == text
+
+
+def test_repetition_alone_does_not_claim_paragraphs_or_listings() -> None:
+    report = "\n\n".join(f"  {i}) row mapping case {i}\n     ** (RuntimeError) dependency missing" for i in range(20))
+    assert LOGS.score(report, BAL) < 0  # blank-line separated entries: prose keeps each entry whole
+    paths = "\n".join(f"/home/user/project/lib/module_{i}/file_{i}.ex" for i in range(40))
+    assert LOGS.score(paths, BAL) < 0  # all variable parts: a file list, not a log

@@ -57,4 +57,37 @@ def test_directory_listings_are_never_sampled() -> None:
     rows = [f"-rw-r--r--  1 root root  {i:5d} Sep 10 09:22 file{i}.py" for i in range(200)]
     text = "total 800\n" + "\n".join(rows)
     out = T.compress(text, Context())
-    assert all(f"file{i}.py" in out.text for i in range(200)) and not out.originals
+    assert all(f"-rw-r--r-- {i} file{i}.py" in out.text.split("\n") for i in range(200))
+    lossless = T.compress(text, Context(level="lossless"))
+    assert all(f"file{i}.py" in lossless.text for i in range(200)) and not lossless.originals
+
+
+def test_directory_listings_drop_link_counts_and_times_visibly() -> None:
+    files = [f"-rw-r--r--  1 root root {100 * i:5d} Sep 10  2025 module_{i}.py" for i in range(10)]
+    text = "\n".join(
+        [
+            "total 20",
+            "drwxr-xr-x  2 root root  4096 Sep 10  2025 .",
+            "drwxr-xr-x 12 root root  4096 Mar  9 16:43 ..",
+            *files,
+            "lrwxrwxrwx  1 root root     7 Sep 10  2025 my file -> setup.py",
+        ]
+    ) + "\n"
+    out = T.compress(text, Context())
+    assert out.text.split("\n") == [
+        "total 20",
+        "[... 13 of 13 entries' link counts and modification times omitted: every entry owned by root root; "
+        f"retrieve: {out.originals[0].key}]",
+        "drwxr-xr-x 4096 .",
+        "drwxr-xr-x 4096 ..",
+        *(f"-rw-r--r-- {100 * i} module_{i}.py" for i in range(10)),
+        "lrwxrwxrwx 7 my file -> setup.py",
+        "",
+    ]
+    assert out.originals[0].text == text and "table:ls-compact" in out.transforms
+    many = [f"-rw-r--r--  1 root root {100 * i:5d} Sep 10  2025 module_{i}.py" for i in range(40)]
+    mixed = "\n".join([*many, "lrwxrwxrwx  1 app  staff    7 Sep 10  2025 my file -> setup.py"])
+    rows = T.compress(mixed, Context()).text.split("\n")
+    assert "-rw-r--r-- root root 900 module_9.py" in rows and "lrwxrwxrwx app staff 7 my file -> setup.py" in rows
+    unparsed = text + "ls: cannot access 'x': No such file or directory\n"
+    assert "table:ls-compact" not in T.compress(unparsed, Context()).transforms

@@ -152,6 +152,8 @@ def plan_templates(
     for tpl, idx in groups.items():
         if len(idx) < min_group:
             continue
+        if idx[-1] - idx[0] == len(idx) - 1 and all(lines[i] == lines[idx[0]] for i in idx):
+            continue  # one run of the same line: ``fold_runs`` says it without losing anything
         kept = {idx[0], idx[-1]}
         # numeric extremes (durations, sizes), when the group's lines carry decimals
         values = [(_decimals(lines[i]), i) for i in idx] if _DECIMAL.search(lines[idx[0]]) else []

@@ -39,6 +39,12 @@ _PATHLIKE = re.compile(r"[A-Za-z_./]")
 #: a ``--heading`` file line: one path-like word with a dot or a slash
 _HEADING_PATH = re.compile(r"^[\w.@+~-]*[./][\w./@+~-]*$")
 _NUMBERED = re.compile(r"^(?P<ln>\d+)(?P<sep>[:-])")
+#: what grep says besides matches (kept as they are): ``grep: x.pyc: binary file matches``,
+#: ``Binary file x matches``, ``grep: x: No such file or directory``, ``grep: x: Is a directory``
+_NOTICE = re.compile(
+    r"^(?:(?:e|f|z|xz|bz)?grep|rg): .+: (?:[Bb]inary file matches|No such file or directory|Is a directory|"
+    r"Permission denied)$|^Binary file .+ matches$"
+)
 _DEFINITION = re.compile(
     r"^\s*(?:export\s+)?(?:async\s+def|def|class|func|fn|function|interface|type|struct|enum|const|let|var)\s"
 )
@@ -70,7 +76,7 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
             paths.add(m.group("path"))
     heading: _File | None = None
     for i, line in enumerate(lines):
-        if line == "--" or not line:
+        if line == "--" or not line or _NOTICE.match(line):
             understood += 1
             if not line:
                 heading = None

@@ -143,7 +143,8 @@ class LogCompressor:
     min_tokens = 100
 
     def score(self, text: str, ctx: Context) -> float:
-        lines = [ln for ln in text[:20000].split("\n")[:300] if ln.strip()]
+        sample = text[:20000].split("\n")[:300]
+        lines = [ln for ln in sample if ln.strip()]
         if len(lines) < 5:
             return -1.0
         joined = "\n".join(lines)
@@ -155,8 +156,17 @@ class LogCompressor:
         traced = sum(1 for ln in lines if _XTRACE.match(ln))
         frac = (stamped + 2 * tests + traced) / len(lines)
         headings = sum(1 for ln in lines if _MD_HEADING.match(ln))
-        if frac < 0.2 or (headings >= 2 and stamped < 0.3 * len(lines)):
+        if headings >= 2 and stamped < 0.3 * len(lines):
             return -1.0  # a markdown document that talks about tests is prose
+        if frac < 0.2:
+            # no stamps, levels or test lines: still a log when most lines are one of a few
+            # templates (``Requirement already satisfied: ...``, ``Cloning test database ...``)
+            # and it is not laid out in paragraphs (a test report with blank-line separated
+            # entries reads better as prose, whose near-duplicate rule keeps each entry's lines)
+            if len(lines) < (1 - _PARAGRAPHED) * len(sample):
+                return -1.0
+            rep = _repetition(lines)
+            return 0.35 + rep / 4 if rep >= _REPETITIVE else -1.0
         return min(0.85, 0.35 + frac / 2)
 
     def compress(self, text: str, ctx: Context) -> Result:
@@ -186,6 +196,25 @@ class LogCompressor:
             transforms.append("logs:runs")
         originals = (Original(key, text),) if plan.drop else ()
         return Result("\n".join(out), tuple(transforms), originals)
+
+
+#: share of lines in repeated templates from which text without other log signs is a log
+_REPETITIVE = 0.5
+_WORDY = re.compile(r"[A-Za-z]{3}")
+#: share of blank lines from which repetitive text counts as laid out in paragraphs
+_PARAGRAPHED = 0.2
+
+
+def _repetition(lines: list[str]) -> float:
+    """Share of ``lines`` whose template (or, for lines that start with words, loose shape)
+    is shared by at least four others: the mark of machine output (installers, test
+    runners, build steps), which prose and code rarely have."""
+    tpls = template("\n".join(lines)).split("\n")
+    # a line that is all variable parts (a path list, ``12-`` grep context) is no template
+    keys = [(t, _loose_key(ln, t)) for ln, t in zip(lines, tpls, strict=True) if _WORDY.search(t)]
+    exact = Counter(t for t, _ in keys)
+    loose = Counter(k for _, k in keys)
+    return sum(1 for t, k in keys if exact[t] >= 5 or loose[k] >= 5) / len(lines)
 
 
 def _loose_key(line: str, tpl: str) -> str:

@@ -4,7 +4,10 @@ Lossless: trailing whitespace is removed and, in space-aligned tables, each run 
 padding (two or more spaces) becomes one tab, so every row keeps every cell in order
 (``line.split()`` is unchanged).
 
-Lossy (level ``balanced``): tables of more than 40 rows (not directory listings) keep the header, the first and last rows, rows
+Lossy (level ``balanced``): a directory listing (``ls -l``) keeps every entry's mode, size and
+name, and drops link counts and modification times (owner and group, when the same on every
+entry, are named once), announced by one marker before the first entry. Other tables of
+more than 40 rows keep the header, the first and last rows, rows
 with error words or bad states (``CrashLoopBackOff``, ``Error``, restarts), rows
 matching the request, rows with rare values or extreme numbers, and an even sample;
 each gap becomes one omission marker line in place.
@@ -176,4 +179,52 @@ class TableCompressor:
                 rows = out
                 transforms.append("table:sample")
                 originals = (Original(key, text),)
+        if ctx.level == "balanced" and s.kind == "ls":
+            compact = _compact_listing(text.rstrip("\n").split("\n"), retrieval_key(text))
+            # worth a marker only when it saves a good part (else the lossless form stays)
+            if compact is not None and sum(map(len, compact)) < 0.85 * sum(map(len, lines)):
+                return Result("\n".join(compact) + trailing, ("table:ls-compact",), (Original(retrieval_key(text), text),))
         return Result("\n".join(lines[:start] + rows) + trailing, tuple(transforms), originals)
+
+
+#: an ``ls -l`` entry: mode, links, owner, group, size (or ``major, minor``), a date of
+#: three words (``Sep 10  2025``, ``Mar  9 16:43``, ``2025-09-10 12:16``: two), the name
+_LS_ENTRY = re.compile(
+    r"^(?P<mode>\S{10,11})\s+(?P<links>\d+)\s+(?P<owner>\S+)\s+(?P<group>\S+)\s+"
+    r"(?P<size>\d+|\d+,\s*\d+)\s+(?P<date>\w{3}\s+\d{1,2}\s+(?:\d{4}|\d{1,2}:\d{2})|"
+    r"\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s+[+-]\d{4})?)\s(?P<name>.+)$"
+)
+
+
+def _compact_listing(lines: list[str], key: str) -> list[str] | None:
+    """An ``ls -l`` listing as ``mode size name`` rows (lossy, announced).
+
+    Every entry keeps its type and permissions, its size and its name (with a symlink's
+    target); link counts and modification times are dropped, and owner and group are
+    stated once in the marker when every entry has the same ones (kept per row otherwise).
+    None when a line does not parse (the listing then stays as it is).
+    """
+    entries: list[tuple[int, re.Match[str]]] = []
+    for i, line in enumerate(lines):
+        m = _LS_ENTRY.match(line.strip())
+        if m is not None:
+            entries.append((i, m))
+        elif line.strip() and not line.startswith("total "):
+            return None
+    if len(entries) < 3:
+        return None
+    owners = {f"{m['owner']} {m['group']}" for _, m in entries}
+    same = owners.pop() if len(owners) == 1 else None
+    rows = {
+        i: f"{m['mode']} {'' if same else m['owner'] + ' ' + m['group'] + ' '}{m['size'].replace(' ', '')} {m['name']}"
+        for i, m in entries
+    }
+    what = f"every entry owned by {same}" if same else ""
+    unit = "entries' link counts and modification times"
+    marker = omission_marker(len(entries), len(entries), unit, what, key)
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        if i == entries[0][0]:
+            out.append(marker)
+        out.append(rows.get(i, line))
+    return out
