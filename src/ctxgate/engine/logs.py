@@ -199,7 +199,7 @@ class LogCompressor:
 
 
 #: share of lines in repeated templates from which text without other log signs is a log
-_REPETITIVE = 0.5
+_REPETITIVE = 0.4
 _WORDY = re.compile(r"[A-Za-z]{3}")
 #: share of blank lines from which repetitive text counts as laid out in paragraphs
 _PARAGRAPHED = 0.2
