@@ -213,3 +213,18 @@ def test_repetition_alone_does_not_claim_paragraphs_or_listings() -> None:
     assert LOGS.score(report, BAL) < 0  # blank-line separated entries: prose keeps each entry whole
     paths = "\n".join(f"/home/user/project/lib/module_{i}/file_{i}.ex" for i in range(40))
     assert LOGS.score(paths, BAL) < 0  # all variable parts: a file list, not a log
+
+
+def test_a_request_term_on_most_lines_protects_nothing() -> None:
+    pip = [f"Requirement already satisfied: pkg{i} in /envs/myproj_env/site-packages ({i}.0)" for i in range(40)]
+    text = "\n".join(["Obtaining file:///myproj", *pip, "Successfully installed myproj-1.0"])
+    everywhere = Context(tool_name="Bash", query="fix the bug in myproj_env please")
+    assert LOGS.compress(text, everywhere).originals  # the term is on every line: folded anyway
+    rare = Context(tool_name="Bash", query="why is pkg17 pinned?")
+    out = LOGS.compress(text, rare)
+    assert pip[17] in out.text.split("\n")  # a term on one line keeps that line
+
+
+def test_time_of_day_stamps_make_a_log() -> None:
+    lines = [f"21:33:{i:02d}.{i * 7:03d} [info] worker {i % 3} handled job {1000 + i}" for i in range(30)]
+    assert LOGS.score("\n".join(lines), BAL) >= 0.8

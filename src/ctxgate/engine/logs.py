@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import partial
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
 from ctxgate.engine._lines import (
@@ -112,7 +113,7 @@ _XTRACE_INTERNAL = re.compile(
     r"typeset\b|return\b|hash\b|: |_\w*\b|[A-Za-z_][A-Za-z0-9_]*=)"
 )
 _TIMESTAMP = re.compile(
-    r"^\W{0,3}(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|"
+    r"^\W{0,3}(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|\d{2}:\d{2}:\d{2}[.,]\d{3}\b|"
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
 )
 _LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
@@ -133,6 +134,8 @@ _WARNING_ONLY = re.compile(
     r".*warn"
 )
 _CONTEXT = 2  # lines kept on each side of a rare error
+#: a request term protects the lines naming it unless it is on more than this share of them
+_TERM_SHARE, _TERM_MIN = 0.3, 20
 _FREE, _ERROR, _KEPT = 0, 1, 2
 
 
@@ -234,6 +237,10 @@ def _loose_key(line: str, tpl: str) -> str:
     return f"{m.group(1)}{m.group(2)} {second}{middle}{' ' + last if last else ''}"
 
 
+def _names(term: str, line: str) -> bool:
+    return term in line
+
+
 def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
     """Per line: ``_FREE``, ``_ERROR`` (an error line that may fold when it repeats), ``_KEPT``."""
     n = len(lines)
@@ -272,9 +279,11 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
                     if keep[j] != _KEPT and not _XTRACE.match(lines[j]):
                         keep[j] = _KEPT
     terms = query_terms(ctx)
-    if terms:
-        for i, line in enumerate(lines):
-            if any(t in line for t in terms):
+    joined, line_at = ("\n".join(lines), line_starts(lines)) if terms else ("", [])
+    for t in sorted(terms):
+        hits = lines_matching(lines, joined, line_at, (t,), partial(_names, t))  # the lines naming t
+        if len(hits) <= max(_TERM_MIN, _TERM_SHARE * n):
+            for i in hits:  # a term on most lines (the project path in every pip line) tells nothing
                 keep[i] = _KEPT
     for i in [*range(min(_EDGE, n)), *range(max(0, n - _EDGE), n)]:
         keep[i] = _KEPT
