@@ -127,3 +127,18 @@ def test_cache_returns_same_counts() -> None:
 
 def test_lone_surrogates_do_not_raise() -> None:
     assert tokens.count("abc\ud800def" * 30).tokens > 0
+
+
+def test_long_texts_count_the_same_from_every_thread() -> None:
+    """Long texts go to the thread that owns the encoding's fast path when it is free; the counts
+    do not depend on which thread counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = tokens.load_encoding("o200k_base")
+    texts = [f"{i} " + "lorem ipsum dolor sit amet, 12345 éè\n" * (20 + 97 * i) for i in range(12)]
+    counter = tokens.BpeCounter("o200k_base")
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(counter.count, texts))
+    assert got == [len(enc.encode_ordinary(t)) for t in texts] == [counter.count(t) for t in texts]
+    assert max(map(len, texts)) >= tokens._HANDOFF_CHARS > min(map(len, texts))
+    assert not tokens._COUNTING._busy
