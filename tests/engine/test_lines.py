@@ -17,6 +17,7 @@ from ctxgate.engine._lines import (
     plan_templates,
     query_terms,
     template,
+    templates,
 )
 
 KEY = retrieval_key("x")
@@ -113,3 +114,8 @@ def test_lines_matching_equals_brute_force() -> None:
     pat = re.compile(r"\b(?:error|warning)\b")
     got = lines_matching(low, "\n".join(low), line_starts(low), ("error", "warn"), pat.search)
     assert got == {i for i, ln in enumerate(low) if pat.search(ln)}
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=40), max_size=20))
+def test_templates_match_template_line_by_line(lines: list[str]) -> None:
+    assert templates(lines) == [template(ln) for ln in lines]

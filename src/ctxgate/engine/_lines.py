@@ -102,6 +102,12 @@ def template(line: str) -> str:
     return _VARIABLE.sub("<*>", line)
 
 
+def templates(lines: Sequence[str]) -> list[str]:
+    """``template`` of each line, in one regex pass (no line holds a newline, and the
+    pattern neither matches nor looks across one, so the lines template independently)."""
+    return template("\n".join(lines)).split("\n") if lines else []
+
+
 def _decimals(line: str) -> list[float]:
     return [float(m.group()) for m in _DECIMAL.finditer(line)]
 

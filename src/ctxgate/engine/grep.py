@@ -106,15 +106,21 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
     return list(files.values()), understood
 
 
+_CONTEXT_NUMBER = re.compile(r"(\d+)-")
+_PATH_END = re.compile(r"[\s:]")
+
+
 def _context_of(line: str, paths: set[str]) -> tuple[str, int, str] | None:
     """``path-12-text`` for a path already seen in a match line."""
-    pos = line.find("-")
+    stop = _PATH_END.search(line)  # a path holds no whitespace or colon: no dash after one ends it
+    end = stop.start() if stop else len(line)
+    pos = line.find("-", 0, end)
     while pos > 0:
         if line[:pos] in paths:
-            m = re.match(r"(\d+)-", line[pos + 1 :])
+            m = _CONTEXT_NUMBER.match(line, pos + 1)
             if m:
-                return line[:pos], int(m.group(1)), line[pos + 2 + len(m.group(1)) :]
-        pos = line.find("-", pos + 1)
+                return line[:pos], int(m.group(1)), line[m.end() :]
+        pos = line.find("-", pos + 1, end)
     return None
 
 
@@ -188,7 +194,8 @@ def _plan_file(
     dropped_matches = {matches[k].index for k in range(len(matches)) if k not in keep}
     kept_numbers = [matches[k].line_no for k in sorted(keep)]
     context = [e for e in f.entries if not e.is_match]
-    far = {e.index for e in context if not any(abs(e.line_no - n) <= _CONTEXT_KEEP for n in kept_numbers)}
+    near = {n + d for n in kept_numbers for d in range(-_CONTEXT_KEEP, _CONTEXT_KEEP + 1)}
+    far = {e.index for e in context if e.line_no not in near}
     if not dropped_matches and not far:
         return len(keep)
     if dropped_matches:

@@ -37,7 +37,7 @@ from ctxgate.engine._lines import (
     normalize,
     plan_templates,
     query_terms,
-    template,
+    templates,
     worth,
 )
 
@@ -182,7 +182,7 @@ class LogCompressor:
             return Result("\n".join(out), tuple(transforms))
         key = retrieval_key(text)
         plan = Plan()
-        tpls = [template(ln) for ln in lines]
+        tpls = templates(lines)
         keep = _protected(lines, tpls, ctx)
         _plan_xtrace(lines, keep, key, plan)
         _plan_failure_repeats(lines, tpls, key, plan)
@@ -212,7 +212,7 @@ def _repetition(lines: list[str]) -> float:
     """Share of ``lines`` whose template (or, for lines that start with words, loose shape)
     is shared by at least four others: the mark of machine output (installers, test
     runners, build steps), which prose and code rarely have."""
-    tpls = template("\n".join(lines)).split("\n")
+    tpls = templates(lines)
     # a line that is all variable parts (a path list, ``12-`` grep context) is no template
     keys = [(t, _loose_key(ln, t)) for ln, t in zip(lines, tpls, strict=True) if _WORDY.search(t)]
     exact = Counter(t for t, _ in keys)
