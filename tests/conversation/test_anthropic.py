@@ -102,6 +102,15 @@ def test_parse_reusing_an_earlier_request_equals_a_fresh_parse() -> None:
         raw = anthropic_request(TURNS[:k])
         conv = anthropic.parse(raw, prev)
         assert conv == anthropic.parse(raw) and conv.blocks == anthropic.parse(raw).blocks
+        if prev is not None and len(prev.messages) > 1:  # the walk resumed: earlier messages are taken over
+            assert conv.messages[0] is prev.messages[0]
         prev = conv
     for other in (anthropic_request([("user", "something else"), *TURNS[1:]]), anthropic_request(TURNS[:2]), anthropic_request(TURNS[::-1][:1])):
         assert anthropic.parse(other, prev) == anthropic.parse(other)
+    # a short request, then one whose message list starts elsewhere (the list's offsets all move)
+    short = anthropic.parse(anthropic_request(TURNS[:1]))
+    moved = anthropic_request([], model="a-longer-model-name")
+    assert anthropic.parse(moved, short) == anthropic.parse(moved)
+    # the same body again: nothing is walked anew, and the next one still resumes
+    again = anthropic.parse(anthropic_request(TURNS), prev)
+    assert again == prev and again.checkpoints and anthropic.parse(anthropic_request(TURNS), again) == prev

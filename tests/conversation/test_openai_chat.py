@@ -74,6 +74,15 @@ def test_parse_reusing_an_earlier_request_equals_a_fresh_parse() -> None:
         raw = openai_chat_request(TURNS[:k])
         conv = openai_chat.parse(raw, prev)
         assert conv == openai_chat.parse(raw) and conv.blocks == openai_chat.parse(raw).blocks
+        if prev is not None and len(prev.messages) > 1:  # the walk resumed: earlier messages are taken over
+            assert conv.messages[0] is prev.messages[0]
         prev = conv
     for other in (openai_chat_request([("user", "something else"), *TURNS[1:]]), openai_chat_request(TURNS[:2]), openai_chat_request(TURNS[::-1][:1])):
         assert openai_chat.parse(other, prev) == openai_chat.parse(other)
+    # a short request, then one whose message list starts elsewhere (the list's offsets all move)
+    short = openai_chat.parse(openai_chat_request(TURNS[:1]))
+    moved = openai_chat_request([], model="a-longer-model-name")
+    assert openai_chat.parse(moved, short) == openai_chat.parse(moved)
+    # the same body again: nothing is walked anew, and the next one still resumes
+    again = openai_chat.parse(openai_chat_request(TURNS), prev)
+    assert again == prev and again.checkpoints and openai_chat.parse(openai_chat_request(TURNS), again) == prev

@@ -280,6 +280,63 @@ class Conversation:
     root: Node | None = field(default=None, repr=False, compare=False)
     #: how many characters at the start of ``text`` equal those of the ``prev`` it was parsed with
     shared: int = field(default=0, compare=False)
+    #: the walk's state before each of the last messages, for ``resume`` (a later parse's start)
+    checkpoints: list[Checkpoint] = field(default_factory=list, repr=False, compare=False)
+
+
+#: checkpoints a parse keeps: before each of its last messages, and after the last one
+CHECKPOINTS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The state of a wire module's walk over the message list just before message ``index``."""
+
+    index: int
+    blocks: int
+    calls: dict[str, ToolCall]
+    last_assistant: int
+    first_user: str | None
+    query: str | None
+    messages_end: int
+
+
+def checkpoint(conv: Conversation, index: int, first_user: str | None) -> None:
+    """Record the walk's state before message ``index`` (see ``resume``)."""
+    conv.checkpoints.append(
+        Checkpoint(index, len(conv.blocks), dict(conv.calls), conv.last_assistant, first_user, conv.query,
+                   conv.messages_end)
+    )
+
+
+def resume(conv: Conversation, items: list[Node], prev: Conversation | None, key: str) -> tuple[int, str | None]:
+    """Start ``conv``'s walk where ``prev``'s can be taken over: (first message to walk, first user text).
+
+    The walk's state before message ``k`` depends only on messages ``[0, k)``. When those are the
+    very nodes of ``prev``'s scan (reused as they are: same characters at the same offsets) and
+    ``prev`` kept a checkpoint at ``k``, ``conv`` starts from that checkpoint with ``prev``'s
+    messages and blocks before it, and walks only the rest.
+    """
+    old = prev.root.get(key) if prev is not None and prev.root is not None else None
+    if prev is None or old is None or old.kind != ARRAY or not prev.checkpoints:
+        return 0, None
+    same = 0
+    for a, b in zip(items, old.value, strict=False):
+        if a is not b:
+            break
+        same += 1
+    best = None
+    for c in prev.checkpoints:
+        if 0 < c.index <= same and (best is None or c.index > best.index):
+            best = c
+    if best is None:
+        return 0, None
+    conv.messages = prev.messages[: best.index]
+    conv.blocks = prev.blocks[: best.blocks]
+    conv.calls = dict(best.calls)
+    conv.last_assistant, conv.query, conv.messages_end = best.last_assistant, best.query, best.messages_end
+    conv.checkpoints = [c for c in prev.checkpoints if c.index < best.index and c.index >= len(items) - CHECKPOINTS]
+    return best.index, best.first_user
 
 
 @dataclass(frozen=True, slots=True)

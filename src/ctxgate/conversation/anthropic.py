@@ -12,6 +12,7 @@ from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
+    CHECKPOINTS,
     OBJECT,
     Block,
     Conversation,
@@ -20,9 +21,11 @@ from ctxgate.conversation._base import (
     Outline,
     ToolCall,
     _str,
+    checkpoint,
     decode,
     output_texts,
     rescan,
+    resume,
     splice,
     text_blocks,
     text_of,
@@ -54,8 +57,12 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
         raise ValueError("anthropic: body has no messages array")
     conv = Conversation(text=text, messages=[], blocks=[], root=root, shared=shared, messages_end=msgs.start + 1)
-    first_user = None
-    for mi, m in enumerate(msgs.items()):
+    items = msgs.items()
+    start, first_user = resume(conv, items, prev, LIST_KEY)
+    for mi in range(start, len(items)):
+        if mi >= len(items) - CHECKPOINTS:
+            checkpoint(conv, mi, first_user)
+        m = items[mi]
         role = m.str_of("role") or "?"
         content = m.get("content")
         ids: list[str] = []
@@ -92,6 +99,7 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
                 )
         conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
         conv.messages_end = m.end
+    checkpoint(conv, len(items), first_user)
     conv.first_user = first_user or ""
     conv.cache_lifetime_s = CACHE_LIFETIME_1H_S if _TTL_1H.search(text) else CACHE_LIFETIME_S
     return conv

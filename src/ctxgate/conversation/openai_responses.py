@@ -12,6 +12,7 @@ from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
+    CHECKPOINTS,
     OBJECT,
     Block,
     Conversation,
@@ -20,9 +21,11 @@ from ctxgate.conversation._base import (
     Outline,
     ToolCall,
     _str,
+    checkpoint,
     decode,
     output_texts,
     rescan,
+    resume,
     splice,
     text_blocks,
     text_of,
@@ -70,8 +73,12 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
             conv.messages_end = items.end
         return conv
     conv.messages_end = items.start + 1
-    first_user = None
-    for mi, it in enumerate(items.items()):
+    nodes = items.items()
+    start, first_user = resume(conv, nodes, prev, LIST_KEY)
+    for mi in range(start, len(nodes)):
+        if mi >= len(nodes) - CHECKPOINTS:
+            checkpoint(conv, mi, first_user)
+        it = nodes[mi]
         kind = it.str_of("type") or ("message" if it.get("role") is not None else "?")
         role = it.str_of("role") or kind if kind == "message" else kind
         ids: list[str] = []
@@ -98,6 +105,7 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
                 conv.query = text_of(content) or conv.query
         conv.messages.append(Message(role, it.start, it.end, tuple(ids)))
         conv.messages_end = it.end
+    checkpoint(conv, len(nodes), first_user)
     conv.first_user = first_user or ""
     conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(text) else CACHE_LIFETIME_S
     return conv
