@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ctxgate import tokens
 from ctxgate.engine import Context, Original, Result, compress, registry
 
 
@@ -197,3 +198,11 @@ def test_retrieval_returns_the_raw_output_with_its_envelope() -> None:
     assert out.content_type == "logs" and out.lossy
     assert out.originals == (type(out.originals[0])(retrieval_key(raw), raw),)
     assert retrieval_key(raw) in out.text
+    assert out.tokens_after == tokens.count(out.text).tokens  # counted with the new key in place
+
+
+def test_token_counts_are_of_the_returned_text_on_the_corpus(corpus) -> None:
+    files = sorted(f for f in (corpus / "outputs").rglob("*") if f.is_file() and f.suffix != ".jsonl")
+    for f in files[::4]:
+        out = compress(f.read_text(encoding="utf-8", errors="replace"), Context(tool_name="Bash"))
+        assert out.tokens_after == tokens.count(out.text).tokens, f.name

@@ -204,11 +204,11 @@ def _finish(
 ) -> Outcome:
     if text == original or not any(t for t in transforms if not t.startswith("unwrap:")):
         return _unchanged(original, kind, before, *(skipped or (f"{kind}: nothing to do",)), wrapper=form)
-    after = tokens.count(text, ctx.model).tokens
-    if after >= before:
-        return _unchanged(original, kind, before, *skipped, f"{kind}: no gain", wrapper=form)
     if originals:
         text, originals = _rekey(original, text, originals)
+    after = tokens.count(text, ctx.model).tokens  # of the text as returned, new keys included
+    if after >= before:
+        return _unchanged(original, kind, before, *skipped, f"{kind}: no gain", wrapper=form)
     return Outcome(text, kind, before, after, transforms, originals, skipped, form)
 
 
@@ -216,7 +216,8 @@ def _rekey(original: str, text: str, originals: tuple[Original, ...]) -> tuple[s
     """Make retrieval return the raw tool output as received (envelope and ANSI included).
 
     Compressors key what they were given (the unwrapped, cleaned body); the caller stores
-    and retrieves the whole original. Keys have a fixed length, so token counts are unchanged.
+    and retrieves the whole original. Keys have a fixed length, but another key's hex digits
+    may take a token more or less: the result is counted after this.
     """
     key = retrieval_key(original)
     for o in originals:
