@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import tiktoken
 import tiktoken.load
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctxgate import tokens
 
@@ -70,6 +72,10 @@ def test_exact_against_tiktoken_on_whole_corpus(corpus: Path, official, name: st
     assert len(texts) > 1000
     mismatches = [i for i, t in enumerate(texts) if ref.encode_ordinary(t) != ours.encode_ordinary(t)]
     assert mismatches == []
+    # the counter the counts come from (bpe-openai's own Rust counter) agrees on every text too
+    fast = tokens.fast_counter(name)
+    assert fast is not None
+    assert [i for i, t in enumerate(texts) if fast(t) != len(ref.encode_ordinary(t))] == []
 
 
 def test_special_tokens_count_as_text(no_network: None) -> None:
@@ -127,6 +133,34 @@ def test_cache_returns_same_counts() -> None:
 
 def test_lone_surrogates_do_not_raise() -> None:
     assert tokens.count("abc\ud800def" * 30).tokens > 0
+    # the fast counter refuses them; tiktoken counts them (as U+FFFD)
+    assert tokens.BpeCounter("o200k_base").count("a\ud800b") == len(tokens.load_encoding("o200k_base").encode_ordinary("a\ud800b"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",))) | st.lists(st.sampled_from(
+    ["'s", "'LL", " ", "   ", "\n\n", "\r\n", "\t", "7", "1234", "abc", "ABC", "aBc", "Éa", "日本", "😀", "\u0301",
+     "\u00a0", "...", "://", "__x__", "<|endoftext|>"]), max_size=30).map("".join), st.sampled_from(["o200k_base", "cl100k_base"]))
+def test_fast_counter_agrees_with_tiktoken(text: str, name: str) -> None:
+    fast = tokens.fast_counter(name)
+    assert fast is not None and fast(text) == len(tokens.load_encoding(name).encode_ordinary(text))
+
+
+def test_fast_counter_is_not_used_when_it_disagrees_with_tiktoken(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Shifted:
+        """tiktoken's answer plus one token: a reference the fast counter cannot agree with."""
+
+        def encode_ordinary(self, text: str) -> list[int]:
+            return [0, *tokens.load_encoding("o200k_base").encode_ordinary(text)]
+
+    real = tokens.load_encoding
+    tokens.fast_counter.cache_clear()
+    monkeypatch.setattr(tokens, "load_encoding", lambda name: Shifted() if name == "o200k_base" else real(name))
+    try:
+        assert tokens.fast_counter("o200k_base") is None
+        assert tokens.fast_counter("cl100k_base") is not None
+    finally:
+        tokens.fast_counter.cache_clear()
 
 
 def test_long_texts_count_the_same_from_every_thread() -> None:
