@@ -48,24 +48,32 @@ class _Loader(_Base):
 _Loader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: loader.construct_mapping(node))
 
 
-def _share(lines: list[str], pattern: re.Pattern[str]) -> float:
+def _mostly(lines: list[str], pattern: re.Pattern[str], share: float) -> bool:
+    """Whether at least ``share`` of the non-blank lines (three or more) match ``pattern``;
+    stops at the first line that makes it impossible."""
     body = [ln for ln in lines if ln.strip()]
     if len(body) < 3:
-        return 0.0
-    return sum(1 for ln in body if pattern.match(ln)) / len(body)
+        return False
+    hits = len(body)
+    for ln in body:
+        if not pattern.match(ln):
+            hits -= 1
+            if hits / len(body) < share:  # the same test as at the end, with every other line a hit
+                return False
+    return True
 
 
 def kind(text: str) -> str | None:
     """``"yaml"``, ``"toml"`` or None, from line shapes and a successful parse."""
     lines = text.split("\n", 300)[:300]
-    if _share(lines, _TOML_LINE) >= 0.8 and any(ln.lstrip().startswith("[") for ln in lines):
+    if any(ln.lstrip().startswith("[") for ln in lines) and _mostly(lines, _TOML_LINE, 0.8):
         try:
             tomllib.loads(text)
         except (tomllib.TOMLDecodeError, UnicodeError):
             pass
         else:
             return "toml"
-    if _share(lines, _YAML_LINE) >= 0.7 and any(":" in ln for ln in lines):
+    if any(":" in ln for ln in lines) and _mostly(lines, _YAML_LINE, 0.7):
         try:
             docs = list(yaml.load_all(text, Loader=_Loader))
         except (yaml.YAMLError, RecursionError, ValueError):
