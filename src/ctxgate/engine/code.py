@@ -36,18 +36,27 @@ _ENDS = frozenset(";{}:,([")
 _CLOSERS = frozenset(c + s + t for c in ")}]" for s in ("", ";") for t in ("", ","))
 
 
+#: the least share of code-like lines for text that is not a file read to count as code
+_CODE_FLOOR = 0.55
+
+
 def _ending(line: str) -> bool:
     """Whether the line ends like a statement (a string test: a ``\\s*$`` regex scans the whole line)."""
     end = line.rstrip()
     return bool(end) and (end[-1] in _ENDS or end.lstrip() in _CLOSERS)
 
 
-def _code_share(lines: list[str]) -> float:
-    """Share of non-blank lines that look like code."""
+def _code_share(lines: list[str], floor: float = 0.0) -> float:
+    """Share of non-blank lines that look like code; 0.0 as soon as it cannot reach ``floor``."""
     body = [ln for ln in lines if ln.strip()]
     if not body:
         return 0.0
-    hits = sum(1 for ln in body if _KEYWORD.match(ln) or _ending(ln))
+    hits = len(body)
+    for ln in body:
+        if not (_KEYWORD.match(ln) or _ending(ln)):
+            hits -= 1
+            if hits / len(body) < floor:
+                return 0.0
     return hits / len(body)
 
 
@@ -70,8 +79,8 @@ class CodeCompressor:
         numbered = sum(1 for ln in lines if _NUMBERED.match(ln))
         if numbered >= 0.9 * len([ln for ln in lines if ln]) and ("→" in text[:2000] or "\t" in text[:2000]):
             return 0.9
-        share = _code_share(lines)
-        if share < 0.55:
+        share = _code_share(lines, _CODE_FLOOR)
+        if share < _CODE_FLOOR:
             return -1.0
         indented = sum(1 for ln in lines if ln.startswith(("    ", "\t")))
         return min(0.6, 0.3 + share * 0.3 + (0.05 if indented > len(lines) / 4 else 0.0))
