@@ -85,24 +85,30 @@ _KEEP_START = re.compile(
     r"|(?:summary|total|finished|completed|done)\b"
     r"|[ \t]+at [\w$.<>/]+\(|[ \t]+\.\.\. \d+ more$|[ \t]+at .+:\d+:\d+\)?$"
 )
-#: ... and anywhere in the line (no leading ``\b``: it makes the scan slow)
-_KEEP_ANY = re.compile(
-    r"\.\.\. ?(?:ok|fail|error|skipped|expected failure|unexpected success|passed|failed)\b"
-    r"|::\S*[ \t]+(?:passed|failed|error|skipped|xfail|xpass)\b"
-    r"|\d (?:passed|failed|tests?|examples?|failures?)\b"
-    r"|(?:tests?(?: run)?|suites?):[ \t]"
-    r"|build (?:success|failure|failed|successful)"
+#: ... and anywhere in the line (no leading ``\b``: it makes the scan slow), each form with the
+#: literals of which every match holds one, so that a substring scan finds its candidate lines
+#: (one regex over every line of a test run, where "test" is on most lines, is slow)
+_KEEP_ANY = (
+    (
+        re.compile(r"\.\.\. ?(?:ok|fail|error|skipped|expected failure|unexpected success|passed|failed)\b"),
+        ("...",),
+    ),
+    (re.compile(r"::\S*[ \t]+(?:passed|failed|error|skipped|xfail|xpass)\b"), ("::",)),
+    (
+        re.compile(r"\d (?:passed|failed|tests?|examples?|failures?)\b"),
+        (" passed", " failed", " test", " example", " failure"),
+    ),
+    (re.compile(r"(?:tests?(?: run)?|suites?):[ \t]"), ("test:", "tests:", "test run:", "tests run:", "suite:", "suites:")),
+    (re.compile(r"build (?:success|failure|failed|successful)"), ("build ",)),
 )
-
-
-#: literals of which every ``_KEEP_ANY`` match holds one (see ``lines_matching``)
-_KEEP_ANY_TRIGGERS = ("...", "::", " passed", " failed", " example", " failure", "test", "suite", "build ")
 
 
 def _keep_lines(low: list[str], lowered: str, starts: list[int]) -> set[int]:
     """Indexes of the lowercased lines that are test results, summaries or stack frames."""
     found = {i for i, ln in enumerate(low) if _KEEP_START.match(ln)}
-    return found | lines_matching(low, lowered, starts, _KEEP_ANY_TRIGGERS, _KEEP_ANY.search)
+    for pattern, triggers in _KEEP_ANY:
+        found |= lines_matching(low, lowered, starts, triggers, pattern.search)
+    return found
 
 
 _XTRACE = re.compile(r"^(\++) ")
