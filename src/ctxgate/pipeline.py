@@ -130,6 +130,8 @@ class _Memo:
     rest: tuple[str, int] = ("", -1)
     #: this request's output, once validated
     checked: _Checked | None = None
+    #: block start -> (its text object, the text sent instead, tokens saved, model)
+    saved: dict[int, tuple[str, str, int, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -412,7 +414,7 @@ class Pipeline:
             sent[b.index] = text
             if text != b.text:
                 edits.append(Edit(b.start, b.end, text))
-                plan.delta += tokens.count(b.text, info.model).tokens - tokens.count(text, info.model).tokens
+                plan.delta += self._saved(b, text, info.model, prev, memo)
         if edits:
             plan.edits = len(edits)
             out, shifts = conversation.splice_shifts(conv.text, edits)
@@ -478,6 +480,19 @@ class Pipeline:
 
     # --- helpers ------------------------------------------------------------
 
+    @staticmethod
+    def _saved(b: conversation.Block, text: str, model: str, prev: _Memo | None, memo: _Memo | None) -> int:
+        """Tokens of ``b`` minus those of ``text``, its replacement (remembered for the next request:
+        a replayed block would otherwise have its original hashed again on every turn)."""
+        seen = prev.saved.get(b.start) if prev is not None else None
+        if seen is not None and seen[0] is b.text and seen[1] == text and seen[3] == model:
+            n = seen[2]
+        else:
+            n = tokens.count(b.text, model).tokens - tokens.count(text, model).tokens
+        if memo is not None:
+            memo.saved[b.start] = (b.text, text, n, model)
+        return n
+
     def _count(
         self, conv: Conversation, model: str, prev: _Memo | None = None, memo: _Memo | None = None
     ) -> tokens.Count:
@@ -513,7 +528,7 @@ class Pipeline:
             counted[span] = n
             total += n
         rest = text[: conv.messages[0].start] + text[conv.messages[-1].end :] if conv.messages else text
-        if prev is not None and prev.estimator == counter.name and prev.rest[0] == rest:
+        if prev is not None and prev.estimator == counter.name and prev.rest[1] >= 0 and prev.rest[0] == rest:
             n_rest = prev.rest[1]
         else:
             n_rest = tokens.count(rest, model).tokens
