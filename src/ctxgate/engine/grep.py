@@ -45,6 +45,7 @@ _NOTICE = re.compile(
     r"^(?:(?:e|f|z|xz|bz)?grep|rg): .+: (?:[Bb]inary file matches|No such file or directory|Is a directory|"
     r"Permission denied)$|^Binary file .+ matches$"
 )
+_NOTICE_STARTS = ("grep", "egrep", "fgrep", "zgrep", "xzgrep", "bzgrep", "rg:", "Binary file ")
 _DEFINITION = re.compile(
     r"^\s*(?:export\s+)?(?:async\s+def|def|class|func|fn|function|interface|type|struct|enum|const|let|var)\s"
 )
@@ -69,29 +70,38 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
     """Files in order of first appearance, and how many lines were understood."""
     files: dict[str, _File] = {}
     understood = 0
-    paths: set[str] = set()
-    for line in lines:
-        m = _MATCH.match(line)
-        if m and _PATHLIKE.search(m.group("path")):
-            paths.add(m.group("path"))
+    found = [_MATCH.match(line) for line in lines]
+    paths = {m.group("path") for m in found if m and _PATHLIKE.search(m.group("path"))}
+    #: paths none of whose cuts at a dash is another path (``a-b`` where ``a`` is one is not)
+    plain = {p for p in paths if not any(p[:k] in paths for k in range(1, len(p)) if p[k] == "-")}
+    last: str | None = None  # the path of the previous match or context line, when plain
     heading: _File | None = None
     for i, line in enumerate(lines):
-        if line == "--" or not line or _NOTICE.match(line):
+        if line == "--" or not line or (line.startswith(_NOTICE_STARTS) and _NOTICE.match(line)):
             understood += 1
             if not line:
                 heading = None
             continue
-        m = _MATCH.match(line)
+        m = found[i]
         if m and m.group("path") in paths:
-            f = files.setdefault(m.group("path"), _File(m.group("path")))
-            f.entries.append(_Entry(i, int(m.group("ln")), True, line[m.end() :]))
+            _file(files, m.group("path")).entries.append(_Entry(i, int(m.group("ln")), True, line[m.end() :]))
             understood += 1
+            last = m.group("path") if m.group("path") in plain else None
             continue
-        ctx = _context_of(line, paths)
+        ctx = None
+        if last is not None and line.startswith(last) and line[len(last) : len(last) + 1] == "-":
+            # the usual case, the same file as the line before: no shorter dash-cut path can
+            # claim the line first (checked once per path), so this is what the scan would find
+            m = _CONTEXT_NUMBER.match(line, len(last) + 1)
+            if m:
+                ctx = last, int(m.group(1)), line[m.end() :]
+        if ctx is None:
+            ctx = _context_of(line, paths)
         if ctx is not None:
             path, ln, rest = ctx
-            files.setdefault(path, _File(path)).entries.append(_Entry(i, ln, False, rest))
+            _file(files, path).entries.append(_Entry(i, ln, False, rest))
             understood += 1
+            last = path if path in plain else None
             continue
         n = _NUMBERED.match(line)
         if n and heading is not None:
@@ -104,6 +114,13 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
             continue
         heading = None
     return list(files.values()), understood
+
+
+def _file(files: dict[str, _File], path: str) -> _File:
+    f = files.get(path)
+    if f is None:
+        f = files[path] = _File(path)
+    return f
 
 
 _CONTEXT_NUMBER = re.compile(r"(\d+)-")
