@@ -91,3 +91,10 @@ def test_directory_listings_drop_link_counts_and_times_visibly() -> None:
     assert "-rw-r--r-- root root 900 module_9.py" in rows and "lrwxrwxrwx app staff 7 my file -> setup.py" in rows
     unparsed = text + "ls: cannot access 'x': No such file or directory\n"
     assert "table:ls-compact" not in T.compress(unparsed, Context()).transforms
+
+
+def test_human_readable_sizes_and_devices_compact_too() -> None:
+    rows = [f"-rw-r--r--  1 root root {i}.{i}K Sep 10  2025 module_{i}.py" for i in range(1, 30)]
+    text = "total 1.2M\n" + "\n".join([*rows, "crw-rw-rw-  1 root tty  5, 0 Mar  9 16:43 tty"])
+    out = T.compress(text, Context()).text.split("\n")
+    assert "-rw-r--r-- root root 29.29K module_29.py" in out and "crw-rw-rw- root tty 5,0 tty" in out

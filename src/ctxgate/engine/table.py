@@ -187,11 +187,11 @@ class TableCompressor:
         return Result("\n".join(lines[:start] + rows) + trailing, tuple(transforms), originals)
 
 
-#: an ``ls -l`` entry: mode, links, owner, group, size (or ``major, minor``), a date of
+#: an ``ls -l`` entry: mode, links, owner, group, size (``-h``: ``4.0K``; a device: ``major, minor``), a date of
 #: three words (``Sep 10  2025``, ``Mar  9 16:43``, ``2025-09-10 12:16``: two), the name
 _LS_ENTRY = re.compile(
     r"^(?P<mode>\S{10,11})\s+(?P<links>\d+)\s+(?P<owner>\S+)\s+(?P<group>\S+)\s+"
-    r"(?P<size>\d+|\d+,\s*\d+)\s+(?P<date>\w{3}\s+\d{1,2}\s+(?:\d{4}|\d{1,2}:\d{2})|"
+    r"(?P<size>\d+(?:\.\d+)?[KMGTPE]?|\d+,\s*\d+)\s+(?P<date>\w{3}\s+\d{1,2}\s+(?:\d{4}|\d{1,2}:\d{2})|"
     r"\d{4}-\d{2}-\d{2}\s+\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s+[+-]\d{4})?)\s(?P<name>.+)$"
 )
 
