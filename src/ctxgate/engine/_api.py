@@ -5,7 +5,10 @@ how sure it is that the text is its kind (below 0: not mine), and a
 ``compress(text, ctx)`` that returns a shorter text. Compressors are pure: no
 I/O, no clock, no randomness, no global mutable state. They may raise
 ``ValueError`` when the input is not what they expected; the dispatcher in
-``engine/registry.py`` catches that and passes the original through.
+``engine/registry.py`` catches that and passes the original through. Optional
+attributes the dispatcher reads: ``min_tokens`` (below it nothing happens),
+``verbatim`` (never changed) and ``max_score`` (the most ``score`` ever returns: once a
+better score is found the compressor is not asked; a test checks it on the corpus).
 """
 
 from __future__ import annotations
