@@ -243,6 +243,53 @@ async def test_pass_through_reasons(raw: bytes, info: RequestInfo, reason: str) 
     assert (r.error is not None) == (reason == "error")
 
 
+FIELDS = ("model", "stream", "stream_options")
+
+
+async def test_model_and_fields_from_the_body() -> None:
+    raw = anthropic_request(T2, stream=True)
+    given, _ = make()
+    r1 = await given.run(raw, INFO)
+    from_body, _ = make()
+    info = RequestInfo(fmt="anthropic", model="unknown", model_from_body=True, fields=FIELDS)
+    r2 = await from_body.run(raw, info)
+    # the same result as with the model given (the session fingerprint and the counts use it)
+    assert (r2.body, r2.session_id, r2.tokens_before, r2.tokens_after) == (
+        r1.body, r1.session_id, r1.tokens_before, r1.tokens_after)
+    assert r2.model == MODEL and r2.fields == {"model": MODEL, "stream": True}
+    assert r1.fields == {} and r1.model == MODEL
+    # pass-through paths return the fields too, when the body was parsed
+    off = await from_body.run(raw, RequestInfo(fmt="anthropic", level="off", model_from_body=True, fields=FIELDS))
+    assert off.skip_reason == "level_off" and off.fields == {"model": MODEL, "stream": True}
+    assert off.model == MODEL
+    bad = await from_body.run(b"not json", info)
+    assert bad.skip_reason == "error" and bad.fields is None and bad.model == "unknown"
+    # the price floor applies to the body's model
+    store = MemoryDecisionStore()
+    cheap = Pipeline(Settings(price_floor_per_mtok=1.0, time_budget_ms=60_000), store, store,
+                     price_of=lambda m: 0.25 if m == MODEL else None)
+    assert (await cheap.run(raw, info)).skip_reason == "price_floor"
+
+
+@pytest.mark.parametrize("fail", ["get", "put"])
+async def test_sqlite_reads_and_writes_of_a_request_fail_open_together(fail: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    store = SqliteDecisionStore(tmp_path / "d.sqlite3")
+    p = Pipeline(Settings(time_budget_ms=60_000), store, store)
+    if fail == "get":
+        store._db.execute("DROP TABLE decisions")
+    else:
+        def broken(*args: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        store._put_all = broken  # type: ignore[method-assign]
+    raw = anthropic_request(T2)
+    r = await p.run(raw, INFO)
+    assert (r.body, r.skip_reason) == (raw, "store_unavailable") and r.error
+    await p.aclose()
+
+
 async def test_price_floor_and_body_size() -> None:
     store = MemoryDecisionStore()
     cheap = Pipeline(Settings(price_floor_per_mtok=1.0, time_budget_ms=60_000), store, store, price_of=lambda m: 0.25)

@@ -14,6 +14,7 @@ The clock lives here (``clock`` for session times, ``timer`` for the budget), ne
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import re
@@ -60,6 +61,11 @@ class RequestInfo:
     level: Level | None = None
     exclude_tools: tuple[str, ...] = ()
     min_tokens: int | None = None
+    #: take ``model`` from the body's top-level ``"model"`` string when it has one (proxy mode)
+    model_from_body: bool = False
+    #: top-level body fields to return in ``PipelineResult.fields`` (read from the pipeline's own
+    #: parse, so that the caller need not parse the body again)
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -78,6 +84,11 @@ class PipelineResult:
     #: "protected", "file_read", "error_result", "small", "duplicate", "stale_read", "cold_cache",
     #: "first_with_history", "deferred" (time budget), ...
     counts: dict[str, int] = field(default_factory=dict)
+    #: the top-level body fields ``RequestInfo.fields`` asked for (those the body has); None when
+    #: the body was not parsed (too large, not JSON, time budget, error)
+    fields: dict[str, Any] | None = None
+    #: the model the request was counted for (``RequestInfo.model``, or the body's with ``model_from_body``)
+    model: str | None = None
 
     @property
     def changed(self) -> bool:
@@ -142,6 +153,9 @@ class _Prepared:
     session: str
     memo: _Memo
     keys: list[str]
+    #: ``info`` with the body's model when it asked for it
+    info: RequestInfo
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -246,7 +260,7 @@ class Pipeline:
         skip = None
         if level == "off":
             skip = "level_off"
-        elif policy.below_price_floor(self.price_of(info.model)):
+        elif not info.model_from_body and policy.below_price_floor(self.price_of(info.model)):
             skip = "price_floor"
         memo_key = self._memo_key(raw, info)
         prev = self._memos.get(memo_key)
@@ -256,25 +270,35 @@ class Pipeline:
             return await self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
         except ValueError as exc:
             return await self._passthrough(raw, info, None, info.session_id or "", "error", f"parse: {exc}")
-        conv, session = prep.conv, prep.session
+        conv, session, info = prep.conv, prep.session, prep.info
         self._remember(memo_key, prep.memo)
+        if skip is None and info.model_from_body and policy.below_price_floor(self.price_of(info.model)):
+            skip = "price_floor"
         if skip is None and not conv.blocks:
             skip = "no_candidates"
         now = self.clock()
-        try:
-            prev_seen = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
-        except StoreError as exc:
-            return await self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc), prev)
-        if skip:
-            return await self._passthrough(raw, info, conv, session, skip, None, prev)
+        keys = prep.keys
+        both = getattr(self.decisions, "touch_get_many", None) if self.sessions is self.decisions else None
+        if skip is None and both is not None:
+            # one store round trip (one thread hop for SQLite) instead of two
+            try:
+                prev_seen, existing = await both(info.tenant, session, info.user, info.model, now, keys)
+            except StoreError as exc:
+                return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
+        else:
+            try:
+                prev_seen = await self.sessions.touch(info.tenant, session, info.user, info.model, now)
+            except StoreError as exc:
+                return await self._passthrough(raw, info, conv, session, skip or "store_unavailable", str(exc), prev)
+            if skip:
+                return await self._passthrough(raw, info, conv, session, skip, None, prev)
+            try:
+                existing = await self.decisions.get_many(keys)
+            except StoreError as exc:
+                return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
 
         known = prev_seen is not None
         cold = known and prev_seen is not None and now - prev_seen.last_seen > conv.cache_lifetime_s
-        keys = prep.keys
-        try:
-            existing = await self.decisions.get_many(keys)
-        except StoreError as exc:
-            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
         remaining = budget - (self.timer() - start)
         if remaining <= 0:
             return await self._passthrough(raw, info, conv, session, "time_budget", None, prev)
@@ -290,11 +314,16 @@ class Pipeline:
             return await self._passthrough(raw, info, conv, session, "time_budget", None, prev)
         if plan.invalid:
             return await self._passthrough(raw, info, conv, session, "validation_failed", plan.invalid, prev)
+        put_all = getattr(self.decisions, "put_all", None) if self.originals is self.decisions else None
         try:
-            for key, text in plan.originals.items():
-                await self.originals.put(info.tenant, key, text)
-            if plan.decisions:
-                await self.decisions.put_many(plan.decisions)
+            if put_all is not None:  # one round trip, one transaction
+                if plan.originals or plan.decisions:
+                    await put_all(info.tenant, plan.originals, plan.decisions)
+            else:
+                for key, text in plan.originals.items():
+                    await self.originals.put(info.tenant, key, text)
+                if plan.decisions:
+                    await self.decisions.put_many(plan.decisions)
         except StoreError as exc:
             return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
         before = plan.before
@@ -309,15 +338,22 @@ class Pipeline:
             ccr_hashes=sorted(plan.originals),
             skip_reason=None if plan.edits else "no_change",
             counts=dict(plan.counts),
+            fields=prep.fields,
+            model=info.model,
         )
 
     def _prepare(self, raw: bytes, info: RequestInfo, prev: _Memo | None, with_keys: bool) -> _Prepared:
         """Parse (reusing the session's previous request), name the session, key every block."""
         conv = conversation.parse(raw, info.fmt, prev.conv if prev is not None else None)
+        fields = conv.top_level(info.fields) if info.fields else {}
+        if info.model_from_body:
+            model = fields["model"] if "model" in fields else conv.top_level(("model",)).get("model")
+            if isinstance(model, str):
+                info = dataclasses.replace(info, model=model)
         session = info.session_id or fingerprint(info.tenant, info.model, conv.first_user)
         memo = _Memo(conv)
         if not with_keys:
-            return _Prepared(conv, session, memo, [])
+            return _Prepared(conv, session, memo, [], info, fields)
         old = prev.hashes if prev is not None else {}
         hashes = []
         for b in conv.blocks:
@@ -326,7 +362,7 @@ class Pipeline:
             h = seen[1] if seen is not None and seen[0] is b.text else _content_hash(b.text)
             memo.hashes[b.start] = (b.text, h)
             hashes.append(h)
-        return _Prepared(conv, session, memo, self._keys(conv, hashes, info.tenant, session))
+        return _Prepared(conv, session, memo, self._keys(conv, hashes, info.tenant, session), info, fields)
 
     def _memo_key(self, raw: bytes, info: RequestInfo) -> tuple[str, str, str]:
         """Where a request finds its session's previous one: the session header, else the body's opening."""
@@ -554,7 +590,15 @@ class Pipeline:
             before, estimator = n.tokens, n.estimator
         except Exception:  # noqa: BLE001 - counting must not turn a pass-through into a failure
             before, estimator = len(raw) // 4, "chars/4"
-        return PipelineResult(raw, before, before, estimator, session, skip_reason=reason, error=error)
+        fields = None
+        if conv is not None:
+            try:
+                fields = conv.top_level(info.fields)
+            except ValueError:
+                fields = None
+        return PipelineResult(
+            raw, before, before, estimator, session, skip_reason=reason, error=error, fields=fields, model=info.model
+        )
 
 
 _SEPARATOR = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")

@@ -209,3 +209,18 @@ def test_package_surface() -> None:
         assert callable(module.outline)
     with pytest.raises(ValueError, match="unknown wire format"):
         conversation.parse(b"{}", "nope")
+
+
+def test_top_level_reads_fields_as_json_loads_does_without_parsing_the_rest() -> None:
+    from ctxgate.conversation import parse
+
+    body = {"model": "m", "stream": True, "temperature": 0.5, "stream_options": {"include_usage": False},
+            "metadata": None, "stop": ["a", "b"], "messages": [{"role": "user", "content": "hi"}]}
+    raw = json.dumps(body, indent=1).encode()
+    conv = parse(raw, "openai_chat")
+    keys = ("model", "stream", "temperature", "stream_options", "metadata", "stop", "messages", "absent")
+    assert conv.top_level(keys) == {k: v for k, v in json.loads(raw).items() if k in keys}
+    assert conv.top_level(()) == {}
+    # the last of duplicate keys wins, as in json.loads
+    dup = b'{"model": "a", "messages": [], "model": "b"}'
+    assert parse(dup, "anthropic").top_level(("model",)) == {"model": "b"} == {"model": json.loads(dup)["model"]}

@@ -87,3 +87,26 @@ async def test_sqlite_errors_become_store_errors(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError):
         SqliteDecisionStore(tmp_path / "file" / "d.sqlite3")
+
+
+async def test_sqlite_one_request_reads_and_writes_in_one_call(tmp_path: Path) -> None:
+    clock = Clock()
+    store = SqliteDecisionStore(tmp_path / "d.sqlite3", ttl_s=100, clock=clock)
+    await store.put_all("t", {"o1": "orig"}, {"k1": "v", "k2": None})
+    assert await store.get("t", "o1") == "orig"
+    prev, got = await store.touch_get_many("t", "s", "u", "m", clock.now, ["k1", "k2", "k3"])
+    assert prev is None and got == {"k1": "v", "k2": None}
+    prev, got = await store.touch_get_many("t", "s", "u", "m", clock.now + 1, [])
+    assert prev is not None and prev.requests == 1 and got == {}
+    # all or nothing: a value over the limit is refused before anything is written
+    with pytest.raises(StoreError):
+        await store.put_all("t", {"o2": "x"}, {"k4": "y" * (dec.MAX_VALUE_CHARS + 1)})
+    assert await store.get("t", "o2") is None
+    # a failed transaction writes no original either
+    store._db.execute("DROP TABLE decisions")
+    with pytest.raises(StoreError, match="no such table"):
+        await store.put_all("t", {"o3": "x"}, {"k5": "y"})
+    assert await store.get("t", "o3") is None
+    with pytest.raises(StoreError, match="no such table"):
+        await store.touch_get_many("t", "s", "u", "m", clock.now, ["k1"])
+    await store.aclose()

@@ -283,6 +283,26 @@ class Conversation:
     #: the walk's state before each of the last messages, for ``resume`` (a later parse's start)
     checkpoints: list[Checkpoint] = field(default_factory=list, repr=False, compare=False)
 
+    def top_level(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The values of these top-level fields of the body (those it has), as ``json.loads`` reads them.
+
+        Only the fields' own ranges are parsed, so a caller that needs ``model`` or ``stream``
+        does not parse the whole body again. Raises ValueError when a field's range is not JSON.
+        """
+        root = self.root
+        if root is None or root.kind != OBJECT:
+            return {}
+        out: dict[str, Any] = {}
+        for key in keys:
+            node = root.value.get(key)
+            if node is None:
+                continue
+            if node.kind in (STRING, SCALAR):
+                out[key] = node.value
+            else:
+                out[key] = json.loads(self.text[node.start : node.end])
+        return out
+
 
 #: checkpoints a parse keeps: before each of its last messages, and after the last one
 CHECKPOINTS = 4

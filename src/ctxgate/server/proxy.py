@@ -256,18 +256,21 @@ def _token_headers(result: PipelineResult | None, overhead_ms: float) -> list[tu
     return out
 
 
-async def _compress(
-    request: Request, state: AppState, raw: bytes, fmt: WireFormat, fields: dict[str, Any]
-) -> PipelineResult:
+#: top-level body fields the proxy reads (from the pipeline's parse: the body is not parsed twice)
+_FIELDS = ("model", "stream", "stream_options")
+
+
+async def _compress(request: Request, state: AppState, raw: bytes, fmt: WireFormat) -> PipelineResult:
     user, session = request_identity(request.headers)
-    model = fields.get("model") if isinstance(fields.get("model"), str) else "unknown"
     level = request.headers.get("x-ctxgate-level")
     if request.headers.get("x-ctxgate-bypass", "").lower() in ("1", "true", "yes"):
         level = "off"
     exclude = tuple(t.strip() for t in request.headers.get("x-ctxgate-exclude-tools", "").split(",") if t.strip())
     info = RequestInfo(
         fmt=fmt,
-        model=str(model),
+        model="unknown",
+        model_from_body=True,
+        fields=_FIELDS,
         user=user,
         session_id=session,
         level=level if level in _LEVELS else None,  # type: ignore[arg-type]
@@ -315,12 +318,13 @@ async def _proxy_compressed(request: Request, fmt: WireFormat, provider: Provide
     state: AppState = request.app.state.ctx
     raw = await request.body()
     started = time.perf_counter()  # ctxgate's own time starts once the client's upload is in
-    fields = _body_fields(raw)
     try:
-        result = await _compress(request, state, raw, fmt, fields)
+        result = await _compress(request, state, raw, fmt)
     except Exception as exc:  # the pipeline promises not to raise; if it does, fail open anyway
         log.exception("pipeline raised; forwarding the original body")
         result = PipelineResult(raw, 0, 0, "none", "", skip_reason="error", error=type(exc).__name__)
+    # the pipeline parsed the body; only a body it could not parse is read here (rare)
+    fields = result.fields if result.fields is not None else _body_fields(raw)
     body = result.body
     inject = False
     if fmt == "openai_chat" and fields.get("stream") is True:

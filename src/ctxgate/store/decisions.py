@@ -265,6 +265,46 @@ class SqliteDecisionStore:
     async def get(self, tenant: str, key: str) -> str | None:
         return await self._call(self._get, tenant, key)
 
+    # --- one request's reads, one request's writes ---------------------------
+
+    def _put_all(self, tenant: str, originals: dict[str, str], decisions: dict[str, str | None]) -> None:
+        expires = self.clock() + self.ttl_s
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany(
+            "INSERT INTO originals (tenant, key, text, expires) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tenant, key) DO UPDATE SET text = excluded.text, expires = excluded.expires",
+            [(tenant, k, t, expires) for k, t in originals.items()],
+        )
+        self._db.executemany(
+            "INSERT INTO decisions (key, value, expires) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+            [(k, v, expires) for k, v in decisions.items()],
+        )
+        self._db.execute("COMMIT")
+        self._count_writes(len(originals) + len(decisions))
+
+    def _touch_get_many(
+        self, tenant: str, session: str, user: str, model: str, now: float, keys: list[str]
+    ) -> tuple[SessionActivity | None, dict[str, str | None]]:
+        prev = self._touch(tenant, session, user, model, now)
+        return prev, (self._get_many(keys) if keys else {})
+
+    async def touch_get_many(
+        self, tenant: str, session: str, user: str, model: str, now: float, keys: list[str]
+    ) -> tuple[SessionActivity | None, dict[str, str | None]]:
+        """``touch`` then ``get_many``, in one call (one thread hop): the reads of one request."""
+        return await self._call(self._touch_get_many, tenant, session, user, model, now, keys)
+
+    async def put_all(self, tenant: str, originals: dict[str, str], decisions: dict[str, str | None]) -> None:
+        """``put`` of every original and ``put_many`` of the decisions, in one call and one transaction
+        (the writes of one request; all or nothing)."""
+        for text in originals.values():
+            check_size(text)
+        for v in decisions.values():
+            check_size(v)
+        if originals or decisions:
+            await self._call(self._put_all, tenant, originals, decisions)
+
     # --- sessions ----------------------------------------------------------
 
     def _touch(self, tenant: str, session: str, user: str, model: str, now: float) -> SessionActivity | None:
