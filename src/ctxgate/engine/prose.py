@@ -305,9 +305,10 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         # candidates share shingles of a small sketch (the smallest ones, a deterministic
         # min-hash); the best candidate is then compared exactly
         sketch = sorted(sh)[:_SKETCH]
-        # counted at C speed; ties go to the first paragraph met (insertion order), as before
-        counts = Counter(chain.from_iterable(index.get(s, ()) for s in sketch))
-        best = max(counts.items(), key=itemgetter(1), default=(-1, 0))[0]
+        # most paragraphs share no sketch shingle with an earlier one: no count at all then;
+        # else counted at C speed, ties going to the first paragraph met (insertion order)
+        hits = [index[s] for s in sketch if s in index]
+        best = max(Counter(chain.from_iterable(hits)).items(), key=itemgetter(1))[0] if hits else -1
         if best >= 0 and len(sh & sets[best]) / max(len(sh), len(sets[best])) >= 0.85:
             earlier = set(texts[best])
             if len(b.lines) >= 3:

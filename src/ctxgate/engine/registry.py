@@ -155,7 +155,10 @@ def _run(
     body, cleaned = wrappers.clean(wrapped.body)
     form = wrapped.form
     pre = ((f"unwrap:{form}",) if form else ()) + cleaned
-    compressor = detect(body, ctx, compressors)
+    if fallback and len(compressors) == 1 and compressors[0].name == fallback:
+        compressor: Compressor | None = compressors[0]  # it runs whatever it would score
+    else:
+        compressor = detect(body, ctx, compressors)
     if compressor is None and fallback:
         compressor = next((c for c in compressors if c.name == fallback), None)
     if compressor is None:
