@@ -253,3 +253,20 @@ def test_corpus_question_recall(corpus: Path) -> None:
         found = [a for a in answers if a and a in outputs[q["file"]]]
         credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
     assert sum(credit) / len(credit) >= 0.98
+
+
+def test_six_words_search_agrees_with_counting_words() -> None:
+    # the scorer's fast test must say what counting ``_WORD`` matches says
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine.prose import _SIX_WORDS, _WORD
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet="ab1 -_.é\t", max_size=40))
+    def agree(line: str) -> None:
+        assert (_SIX_WORDS.search(line) is not None) == (len(_WORD.findall(line)) >= 6)
+
+    agree()
+    for line in ("a" * 8000, "ab " * 4 + "a" * 8000, "a b c d e f"):
+        assert (_SIX_WORDS.search(line) is not None) == (len(_WORD.findall(line)) >= 6)

@@ -37,3 +37,13 @@ def test_fenced_source_stays() -> None:
     text = f"Here is the file:\n\n```python\n{code}```\n\nand the data:\n\n{BODY}\n"
     out = compress(text, Context())
     assert code in out.text
+
+
+def test_json_starts_are_the_lines_that_open_a_bracket() -> None:
+    import re
+
+    from ctxgate.engine.sections import _json_starts
+
+    for text in ("[1]\n  {x\nno [\n\t[\n", "  {\n", "", "\n{", "a\n\n[", "x [\n"):
+        expected = [(m.start(), m.end() - 1) for m in re.finditer(r"^[ \t]*[\[{]", text, re.M)]
+        assert list(_json_starts(text)) == expected

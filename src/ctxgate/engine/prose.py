@@ -59,6 +59,9 @@ _BADGE = re.compile(r"^\s*(?:\[?!\[[^\]]*\]\([^)]*\)\]?(?:\([^)]*\))?\s*)+$")
 _LINK_DEF = re.compile(r"^\s*\[([^\]]+)\]:\s+\S+|^\.\. (?:\[[^\]]+\]|_[^:]+:)(?:\s|$)")
 _EDITOR_VARS = re.compile(r"Local Variables:.*?End:", re.S)
 _WORD = re.compile(r"[a-z0-9]+")
+#: six or more ``_WORD`` matches in a line (a search stops at the sixth, no list is built);
+#: tried only at word starts and possessive, so that it stays linear on a long line
+_SIX_WORDS = re.compile(r"(?<![a-z0-9])[a-z0-9]++(?:[^a-z0-9]++[a-z0-9]++){5}")
 #: words that say nothing about which part of a document is wanted
 _STOP = frozenset(
     re.findall(
@@ -93,9 +96,7 @@ class ProseCompressor:
         if len(lines) < 3:
             return -1.0
         wordy = sum(
-            1
-            for ln in lines
-            if len(_WORD.findall(ln.lower())) >= 6 and not ln.lstrip().startswith(("{", "<"))
+            1 for ln in lines if _SIX_WORDS.search(ln.lower()) and not ln.lstrip().startswith(("{", "<"))
         )
         frac = wordy / len(lines)
         headings = sum(1 for ln in lines if _MD_HEADING.match(ln) or _UNDERLINE.match(ln))
@@ -241,21 +242,26 @@ def _unwrap(para: list[str], width: int) -> list[str]:
             return para  # most breaks are the author's own: not a hard-wrapped paragraph
     out = [para[0]]
     raw_prev = para[0]
+    # the tests run cheapest first; each only when the ones before allow a join
     for line in para[1:]:
         prev = out[-1]
         indent = len(line) - len(line.lstrip())
         prev_indent = len(raw_prev) - len(raw_prev.lstrip())
-        bullet = _BULLET.match(prev)
-        same_block = indent == prev_indent or (bullet is not None and prev_indent < indent <= prev_indent + 4)
-        structured = (
-            raw_prev.rstrip().endswith(("::", "|"))
-            or _STRUCTURED.match(raw_prev) is not None
-            or _UNDERLINE.match(raw_prev) is not None
-            or _FIELD.match(line) is not None
+        same_block = indent == prev_indent or (
+            prev_indent < indent <= prev_indent + 4 and _BULLET.match(prev) is not None
         )
-        next_word = line.split(maxsplit=1)[0] if line.strip() else ""
-        wrapped = width == _MARKUP or len(raw_prev) + 1 + len(next_word) > width - 3
-        if same_block and wrapped and not structured and not _NO_JOIN.match(line):
+        wrapped = same_block and (
+            width == _MARKUP
+            or len(raw_prev) + 1 + len(line.split(maxsplit=1)[0] if line.strip() else "") > width - 3
+        )
+        if (
+            wrapped
+            and not raw_prev.rstrip().endswith(("::", "|"))
+            and _STRUCTURED.match(raw_prev) is None
+            and _UNDERLINE.match(raw_prev) is None
+            and _FIELD.match(line) is None
+            and not _NO_JOIN.match(line)
+        ):
             out[-1] = prev + " " + line.strip()
         else:
             out.append(line)

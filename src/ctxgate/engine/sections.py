@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ctxgate.engine._api import Context, Original, Result
 
 _FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
-_JSON_START = re.compile(r"^[ \t]*[\[{]", re.M)
+_JSON_START = re.compile(r"[ \t]*[\[{]")
+#: the same after a line break: a pattern that starts with a literal is found at C speed (a
+#: ``^`` under ``re.M`` is tried at every position)
+_JSON_LINE = re.compile(r"\n[ \t]*[\[{]")
 _MIN_JSON = 200
 _MAX_TRIES = 200
 _DECODER = json.JSONDecoder()
@@ -36,18 +40,18 @@ class Section:
 def split(text: str) -> list[Section]:
     """Sections covering ``text``; fence lines stay in the text sections around the body."""
     spans: list[Section] = []
-    for m in _FENCE.finditer(text):
-        if m.end("body") > m.start("body"):
-            spans.append(Section(m.start("body"), m.end("body"), "fenced"))
+    if "```" in text or "~~~" in text:
+        for m in _FENCE.finditer(text):
+            if m.end("body") > m.start("body"):
+                spans.append(Section(m.start("body"), m.end("body"), "fenced"))
     tries = 0
     pos = 0
-    for m in _JSON_START.finditer(text):
-        if m.start() < pos or any(s.start <= m.start() < s.end for s in spans):
+    for start, at in _json_starts(text):
+        if start < pos or any(s.start <= start < s.end for s in spans):
             continue
         tries += 1
         if tries > _MAX_TRIES:
             break
-        at = m.end() - 1
         if text[at + 1 : at + 2] not in _CAN_FOLLOW[text[at]]:
             continue  # ``[Sun Dec 04 ...]``, ``{name}``: no JSON value can start so (and no parse is tried)
         try:
@@ -75,6 +79,15 @@ def split(text: str) -> list[Section]:
     return out
 
 
+def _json_starts(text: str) -> Iterator[tuple[int, int]]:
+    """Each line that starts with ``[`` or ``{`` (after blanks): its offset and the bracket's."""
+    m = _JSON_START.match(text)
+    if m:
+        yield 0, m.end() - 1
+    for m in _JSON_LINE.finditer(text):
+        yield m.start() + 1, m.end() - 1
+
+
 class SectionsCompressor:
     name = "sections"
     #: the highest score ``score`` returns (``registry.detect`` skips it once one is beaten)
@@ -82,7 +95,7 @@ class SectionsCompressor:
     min_tokens = 60
 
     def score(self, text: str, ctx: Context) -> float:
-        if "```" not in text and "~~~" not in text and not _JSON_START.search(text):
+        if "```" not in text and "~~~" not in text and next(_json_starts(text), None) is None:
             return -1.0
         parts = split(text)
         structured = [p for p in parts if p.kind != "text"]
