@@ -25,7 +25,7 @@ READ_TOOLS = frozenset(
 _NUMBERED = re.compile(r"^\s*\d+(?:→|\t|:)")
 _SWE_VIEW = re.compile(r"^\[File: [^\]]+\]")
 _KEYWORD = re.compile(
-    r"^\s*(?:def |class |import |from \S+ import |return\b|if |elif |else\b|for |while |try:|except\b|"
+    r"^\s*+(?:def |class |import |from \S+ import |return\b|if |elif |else\b|for |while |try:|except\b|"
     r"with |async |await |function\b|const |let |var |public |private |protected |static |package |"
     r"func |fn |pub |use |impl |struct |enum |interface |type |#include|#define|namespace |"
     r"module |defmodule |defp? |end$|end\)|@\w+|//|/\*|\* |\*/|#!|\"\"\"|''')"
@@ -40,12 +40,6 @@ _CLOSERS = frozenset(c + s + t for c in ")}]" for s in ("", ";") for t in ("", "
 _CODE_FLOOR = 0.55
 
 
-def _ending(line: str) -> bool:
-    """Whether the line ends like a statement (a string test: a ``\\s*$`` regex scans the whole line)."""
-    end = line.rstrip()
-    return bool(end) and (end[-1] in _ENDS or end.lstrip() in _CLOSERS)
-
-
 def _code_share(lines: list[str], floor: float = 0.0) -> float:
     """Share of non-blank lines that look like code; 0.0 as soon as it cannot reach ``floor``."""
     body = [ln for ln in lines if ln.strip()]
@@ -53,7 +47,11 @@ def _code_share(lines: list[str], floor: float = 0.0) -> float:
         return 0.0
     hits = len(body)
     for ln in body:
-        if not (_KEYWORD.match(ln) or _ending(ln)):
+        # ends like a statement (string tests: a regex ``\s*$`` scans the whole line), else
+        # starts like one; the line is not blank
+        end = ln.rstrip()
+        last = end[-1]
+        if not (last in _ENDS or (last in ")]" and end.lstrip() in _CLOSERS) or _KEYWORD.match(ln)):
             hits -= 1
             if hits / len(body) < floor:
                 return 0.0
@@ -76,9 +74,10 @@ class CodeCompressor:
             return -1.0
         if _SWE_VIEW.match(lines[0]):
             return 0.9
-        numbered = sum(1 for ln in lines if _NUMBERED.match(ln))
-        if numbered >= 0.9 * len([ln for ln in lines if ln]) and ("→" in text[:2000] or "\t" in text[:2000]):
-            return 0.9
+        if "→" in text[:2000] or "\t" in text[:2000]:
+            numbered = sum(1 for ln in lines if _NUMBERED.match(ln))
+            if numbered >= 0.9 * len([ln for ln in lines if ln]):
+                return 0.9
         share = _code_share(lines, _CODE_FLOOR)
         if share < _CODE_FLOOR:
             return -1.0
