@@ -34,7 +34,7 @@ _CONTEXT_KEEP = 1
 
 #: ``path:12:`` (``path:12:5:`` with a column); the path has no colon or whitespace and
 #: holds a letter (so that ``10:00:00`` times are not paths)
-_MATCH = re.compile(r"^(?P<path>[^\s:]+):(?P<ln>\d+):(?:\d+:)?")
+_MATCH = re.compile(r"^(?P<path>[^\s:]++):(?P<ln>\d+):(?:\d+:)?")
 _PATHLIKE = re.compile(r"[A-Za-z_./]")
 #: a ``--heading`` file line: one path-like word with a dot or a slash
 _HEADING_PATH = re.compile(r"^[\w.@+~-]*[./][\w./@+~-]*$")
@@ -95,7 +95,7 @@ def _parse(lines: list[str]) -> tuple[list[_File], int]:
             m = _CONTEXT_NUMBER.match(line, len(last) + 1)
             if m:
                 ctx = last, int(m.group(1)), line[m.end() :]
-        if ctx is None:
+        if ctx is None and paths:  # a context line names a path seen in a match line
             ctx = _context_of(line, paths)
         if ctx is not None:
             path, ln, rest = ctx

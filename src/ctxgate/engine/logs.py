@@ -119,7 +119,7 @@ _XTRACE_INTERNAL = re.compile(
     r"typeset\b|return\b|hash\b|: |_\w*\b|[A-Za-z_][A-Za-z0-9_]*=)"
 )
 _TIMESTAMP = re.compile(
-    r"^\W{0,3}(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|\d{2}:\d{2}:\d{2}[.,]\d{3}\b|"
+    r"^\W{0,3}+(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|\d{2}:\d{2}:\d{2}[.,]\d{3}\b|"
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
 )
 _LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
