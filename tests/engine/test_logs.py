@@ -228,3 +228,48 @@ def test_a_request_term_on_most_lines_protects_nothing() -> None:
 def test_time_of_day_stamps_make_a_log() -> None:
     lines = [f"21:33:{i:02d}.{i * 7:03d} [info] worker {i % 3} handled job {1000 + i}" for i in range(30)]
     assert LOGS.score("\n".join(lines), BAL) >= 0.8
+
+
+def test_keep_start_first_characters_cover_every_match(corpus: Path) -> None:
+    # the first-character prefilter of ``_KEEP_START`` must let every matching line through
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine.logs import _KEEP_FIRST, _KEEP_START
+
+    lines = [
+        "passed ",
+        "  ✓ ok",
+        "\t--- fail:",
+        "ok  pkg 0.1s",
+        "test a ... ",
+        "=== 1 passed ===",
+        "ran 3 tests in",
+        "failed",
+        "test result:",
+        "pass",
+        "fail a.b",
+        "summary",
+        "completed",
+        "done",
+        "total",
+        "finished",
+        "xfail ",
+        "error ",
+        "skipped ",
+        "   at f(",
+        "  ... 3 more",
+        "  at x:1:2)",
+    ]
+    for path in sorted((corpus / "outputs").glob("*/*")):
+        lines += path.read_text(encoding="utf-8", errors="replace").lower().split("\n")
+    for ln in lines:
+        if _KEEP_START.match(ln):
+            assert ln[:1] in _KEEP_FIRST, ln
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet="pfexsotrcd=-✓ \tasl:.0()", max_size=20))
+    def covered(ln: str) -> None:
+        assert not _KEEP_START.match(ln) or ln[:1] in _KEEP_FIRST
+
+    covered()

@@ -85,6 +85,8 @@ _KEEP_START = re.compile(
     r"|(?:summary|total|finished|completed|done)\b"
     r"|[ \t]+at [\w$.<>/]+\(|[ \t]+\.\.\. \d+ more$|[ \t]+at .+:\d+:\d+\)?$"
 )
+#: the first characters a ``_KEEP_START`` match can begin with (a line starting otherwise is not tried)
+_KEEP_FIRST = frozenset("pfexs \t✓✔✕✗×√-otr=cd")
 #: ... and anywhere in the line (no leading ``\b``: it makes the scan slow), each form with the
 #: literals of which every match holds one, so that a substring scan finds its candidate lines
 #: (one regex over every line of a test run, where "test" is on most lines, is slow)
@@ -105,7 +107,7 @@ _KEEP_ANY = (
 
 def _keep_lines(low: list[str], lowered: str, starts: list[int]) -> set[int]:
     """Indexes of the lowercased lines that are test results, summaries or stack frames."""
-    found = {i for i, ln in enumerate(low) if _KEEP_START.match(ln)}
+    found = {i for i, ln in enumerate(low) if ln[:1] in _KEEP_FIRST and _KEEP_START.match(ln)}
     for pattern, triggers in _KEEP_ANY:
         found |= lines_matching(low, lowered, starts, triggers, pattern.search)
     return found
@@ -301,7 +303,7 @@ def _plan_xtrace(lines: list[str], keep: list[int], key: str, plan: Plan) -> Non
     n = len(lines)
     i = 0
     while i < n:
-        m = _XTRACE.match(lines[i])
+        m = _XTRACE.match(lines[i]) if lines[i][:1] == "+" else None
         if not m or keep[i] == _KEPT or not _droppable_trace(lines[i], m):
             i += 1
             continue
