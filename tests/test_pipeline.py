@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -269,6 +270,41 @@ async def test_model_and_fields_from_the_body() -> None:
     cheap = Pipeline(Settings(price_floor_per_mtok=1.0, time_budget_ms=60_000), store, store,
                      price_of=lambda m: 0.25 if m == MODEL else None)
     assert (await cheap.run(raw, info)).skip_reason == "price_floor"
+
+
+async def test_a_deferred_count_gives_the_same_numbers() -> None:
+    raw1, raw2 = anthropic_request(T1), anthropic_request(T2)
+    now, _ = make()
+    later, _ = make()
+    deferred = RequestInfo(fmt="anthropic", model=MODEL, defer_count=True)
+    for raw in (raw1, raw2):  # the second request reuses the first one's counts
+        r1 = await now.run(raw, INFO)
+        r2 = await later.run(raw, deferred)
+        assert r2.body == r1.body and r2.estimator == "pending" and r2.pending is not None
+        await r2.count()
+        assert (r2.tokens_before, r2.tokens_after, r2.estimator) == (r1.tokens_before, r1.tokens_after, r1.estimator)
+        assert r2.pending is None and r1.pending is None
+        await r2.count()  # once only
+        assert r2.tokens_before == r1.tokens_before
+    # pass-through paths defer too: parsed, and not parsed
+    for raw, info in ((raw2, dataclasses.replace(deferred, level="off")), (b"not json", deferred)):
+        r = await later.run(raw, info)
+        assert r.body == raw and r.tokens_before == 0
+        await r.count()
+        assert r.tokens_before == r.tokens_after > 0 and r.estimator != "pending"
+
+
+async def test_a_deferred_count_that_fails_falls_back_to_chars() -> None:
+    p, _ = make()
+    raw = anthropic_request(T2)
+    r = await p.run(raw, RequestInfo(fmt="anthropic", model=MODEL, defer_count=True))
+
+    def broken() -> Any:
+        raise RuntimeError("counter gone")
+
+    r.pending = broken
+    await r.count()
+    assert r.estimator == "chars/4" and r.tokens_before - r.tokens_after == r.removed > 0
 
 
 @pytest.mark.parametrize("fail", ["get", "put"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -66,6 +67,9 @@ class RequestInfo:
     #: top-level body fields to return in ``PipelineResult.fields`` (read from the pipeline's own
     #: parse, so that the caller need not parse the body again)
     fields: tuple[str, ...] = ()
+    #: return before ``tokens_before`` is counted; the caller finishes it with ``PipelineResult.count()``
+    #: (proxy mode: the count runs while the body travels upstream, off the request's path)
+    defer_count: bool = False
 
 
 @dataclass(slots=True)
@@ -89,10 +93,26 @@ class PipelineResult:
     fields: dict[str, Any] | None = None
     #: the model the request was counted for (``RequestInfo.model``, or the body's with ``model_from_body``)
     model: str | None = None
+    #: with ``RequestInfo.defer_count``: the count still to make, and the tokens the edits removed
+    pending: Callable[[], tokens.Count] | None = field(default=None, repr=False, compare=False)
+    removed: int = field(default=0, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
         return self.tokens_after < self.tokens_before
+
+    async def count(self) -> None:
+        """Make a deferred count (``RequestInfo.defer_count``): set ``tokens_before``, ``tokens_after``
+        and ``estimator``. Does nothing when counted already; never raises (chars/4 when counting fails)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            n = await asyncio.to_thread(pending)
+            before, estimator = n.tokens, n.estimator
+        except Exception:  # noqa: BLE001 - counting must not fail a request
+            before, estimator = len(self.body) // 4 + self.removed, "chars/4"
+        self.tokens_before, self.tokens_after, self.estimator = before, before - self.removed, estimator
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +346,22 @@ class Pipeline:
                     await self.decisions.put_many(plan.decisions)
         except StoreError as exc:
             return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
+        if info.defer_count:
+            return PipelineResult(
+                body=plan.body,
+                tokens_before=0,
+                tokens_after=0,
+                estimator="pending",
+                session_id=session,
+                transforms=sorted(plan.transforms),
+                ccr_hashes=sorted(plan.originals),
+                skip_reason=None if plan.edits else "no_change",
+                counts=dict(plan.counts),
+                fields=prep.fields,
+                model=info.model,
+                pending=functools.partial(self._count, conv, info.model, prev, prep.memo),
+                removed=plan.delta,
+            )
         before = plan.before
         assert before is not None
         return PipelineResult(
@@ -409,7 +445,8 @@ class Pipeline:
     ) -> _Plan:
         """Decide every block (pure apart from the timer); splice and validate; count the tokens."""
         plan = _Plan(body=raw)
-        plan.before = self._count(conv, info.model, prev, memo)
+        if not info.defer_count:
+            plan.before = self._count(conv, info.model, prev, memo)
         dups = pol.duplicates(conv.blocks)
         stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
@@ -472,14 +509,17 @@ class Pipeline:
         sent: dict[int, str],
     ) -> _Decision:
         """What to send for a block seen for the first time."""
-        n = tokens.count(b.text, info.model).tokens
         if b.index in stale:
             path, writer = stale[b.index]
             ref = retrieval_key(b.text)
             return _Decision(pol.stale_marker(path, writer, ref), "stale_read", {ref: b.text}, ("stale_read",))
         call = conv.calls.get(b.tool_id)
-        reason = policy.protection(b, call, n)
         first = dups.get(b.index)
+        reason = policy.exemption(b, call)
+        if reason is not None and first is None:
+            return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
+        n = tokens.count(b.text, info.model).tokens
+        reason = policy.protection(b, call, n)
         # a protected output may point only at a copy that went upstream exactly
         if (
             first is not None
@@ -582,6 +622,19 @@ class Pipeline:
         error: str | None,
         prev: _Memo | None = None,
     ) -> PipelineResult:
+        fields = None
+        if conv is not None:
+            try:
+                fields = conv.top_level(info.fields)
+            except ValueError:
+                fields = None
+        if info.defer_count:
+            def count_raw() -> tokens.Count:
+                return tokens.count(raw.decode("utf-8", "replace"), info.model)
+
+            pending = functools.partial(self._count, conv, info.model, prev) if conv is not None else count_raw
+            return PipelineResult(raw, 0, 0, "pending", session, skip_reason=reason, error=error, fields=fields,
+                                  model=info.model, pending=pending)
         try:
             if conv is not None:
                 n = await asyncio.to_thread(self._count, conv, info.model, prev)
@@ -590,12 +643,6 @@ class Pipeline:
             before, estimator = n.tokens, n.estimator
         except Exception:  # noqa: BLE001 - counting must not turn a pass-through into a failure
             before, estimator = len(raw) // 4, "chars/4"
-        fields = None
-        if conv is not None:
-            try:
-                fields = conv.top_level(info.fields)
-            except ValueError:
-                fields = None
         return PipelineResult(
             raw, before, before, estimator, session, skip_reason=reason, error=error, fields=fields, model=info.model
         )

@@ -86,6 +86,10 @@ def test_protection_reasons_in_order() -> None:
     assert p.protection(block("<returncode>0</returncode>\n<output>x"), None, 500) is None
     assert p.protection(block(), None, 99) == "small"
     assert p.protection(block(), None, 100) is None
+    # the reasons that hold whatever the size are known without a count
+    assert p.exemption(block(name="Read"), None) == "protected"
+    assert p.exemption(block(), call("Bash", {"command": "cat a.py"})) == "file_read"
+    assert p.exemption(block(is_error=True), None) is None and p.exemption(block(), None) is None
 
 
 def test_levels_per_tool() -> None:

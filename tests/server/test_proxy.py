@@ -177,6 +177,7 @@ def test_messages_forwards_pipeline_output_headers_and_records_billing(tmp_path:
     assert r.headers["request-id"] == "req_011CTs8ZzG8"
     before, after = int(r.headers["x-ctxgate-tokens-before"]), int(r.headers["x-ctxgate-tokens-after"])
     assert int(r.headers["x-ctxgate-tokens-saved"]) == before - after >= 0
+    assert after > 0  # counted while the body went upstream, and done before the headers
     assert r.headers["x-headroom-tokens-saved"] == r.headers["x-ctxgate-tokens-saved"]
     assert float(r.headers["x-ctxgate-overhead-ms"]) >= 0
     (row,) = got
@@ -309,6 +310,7 @@ def test_unreachable_upstream_gives_502_in_the_provider_shape(tmp_path: Path, ex
     assert a.json()["type"] == "error" and a.json()["error"]["type"] == "api_error"
     assert o.json()["error"]["code"] == code and o.json()["error"]["type"] == "upstream_error"
     assert all(row.error and "upstream unreachable" in row.error for row in got) and len(got) == 2
+    assert all(row.tokens_before > 0 and row.estimator != "pending" for row in got)
 
 
 def test_ctxgate_token_is_never_forwarded(tmp_path: Path) -> None:

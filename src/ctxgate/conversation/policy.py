@@ -286,8 +286,9 @@ class Policy:
                 return v
         return self.level
 
-    def protection(self, block: Block, call: ToolCall | None, tokens: int) -> str | None:
-        """Why this output must stay byte-exact (a short reason), or None when it may change."""
+    def exemption(self, block: Block, call: ToolCall | None) -> str | None:
+        """The reasons of ``protection`` that do not depend on the output's size (its tokens need
+        not be counted to know them)."""
         if self.level_for(block.tool_name) == "off":
             return "level_off"
         if block.tool_name is not None and block.tool_name.lower() in self.protected:
@@ -295,6 +296,13 @@ class Policy:
         command = shell_command(call)
         if command and is_file_view(command):
             return "file_read"
+        return None
+
+    def protection(self, block: Block, call: ToolCall | None, tokens: int) -> str | None:
+        """Why this output must stay byte-exact (a short reason), or None when it may change."""
+        exempt = self.exemption(block, call)
+        if exempt is not None:
+            return exempt
         if is_error(block) and tokens <= self.max_verbatim_error_tokens:
             return "error_result"
         if tokens < self.min_tokens:

@@ -18,6 +18,7 @@ usage-only chunk this produces is removed from what the client receives.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -174,6 +175,13 @@ class _Call:
     result: PipelineResult | None
     overhead_ms: float
     record: bool = True
+    #: the pipeline's deferred token count, running while the body travels upstream
+    counting: asyncio.Future[None] | None = None
+
+    async def counted(self) -> None:
+        """Wait for the token count (the response headers and the ledger row carry it)."""
+        if self.counting is not None:
+            await self.counting
 
     def row(self, tap: UsageTap | None, error: str | None) -> LedgerRow:
         price = self.state.prices.lookup(self.model)
@@ -271,6 +279,7 @@ async def _compress(request: Request, state: AppState, raw: bytes, fmt: WireForm
         model="unknown",
         model_from_body=True,
         fields=_FIELDS,
+        defer_count=True,
         user=user,
         session_id=session,
         level=level if level in _LEVELS else None,  # type: ignore[arg-type]
@@ -299,9 +308,11 @@ async def _forward(
         receive = request.receive if isinstance(body, bytes) else None
         resp = await upstream.send(request.method, url, headers, body, receive=receive)
     except UpstreamError as exc:
+        await call.counted()
         call.finish(None, f"upstream unreachable: {exc}")
         code = "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "upstream_unreachable"
         return provider_error(provider, 502, f"ctxgate: {exc}", code)
+    await call.counted()
     if resp is None:  # the client left before the upstream answered; nobody reads this
         call.finish(None, "client_disconnected before the upstream answered")
         return Response(status_code=499)
@@ -334,6 +345,9 @@ async def _proxy_compressed(request: Request, fmt: WireFormat, provider: Provide
     user, _ = request_identity(request.headers)
     model = fields.get("model") if isinstance(fields.get("model"), str) else "unknown"
     call = _Call(state, provider, str(model), user, result, 0.0, record=not path.endswith("count_tokens"))
+    # counted in a worker thread while the body goes upstream: the count is needed only for the
+    # response headers and the ledger row, once the upstream has answered
+    call.counting = asyncio.ensure_future(result.count())
     base = state.settings.anthropic_upstream if provider == "anthropic" else state.settings.openai_upstream
     url = join_url(base, path, request.url.query)
     return await _forward(
