@@ -162,13 +162,12 @@ class LogCompressor:
         starts = line_starts(lines)
         levels = lines_matching(lines, joined, starts, _LEVEL_TRIGGERS, _LEVEL.search)
         stamped = len(levels | {i for i, ln in enumerate(lines) if _TIMESTAMP.match(ln)})
+        if stamped < 0.3 * len(lines) and sum(1 for ln in lines if _MD_HEADING.match(ln)) >= 2:
+            return -1.0  # a markdown document that talks about tests is prose
         low = [ln.lower() for ln in lines]
         tests = len(_keep_lines(low, "\n".join(low), line_starts(low)))  # lower() may change lengths
         traced = sum(1 for ln in lines if _XTRACE.match(ln))
         frac = (stamped + 2 * tests + traced) / len(lines)
-        headings = sum(1 for ln in lines if _MD_HEADING.match(ln))
-        if headings >= 2 and stamped < 0.3 * len(lines):
-            return -1.0  # a markdown document that talks about tests is prose
         if frac < 0.2:
             # no stamps, levels or test lines: still a log when most lines are one of a few
             # templates (``Requirement already satisfied: ...``, ``Cloning test database ...``)
