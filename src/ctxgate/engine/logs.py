@@ -195,7 +195,11 @@ class LogCompressor:
         _plan_failure_repeats(lines, tpls, key, plan)
         free = [k == _FREE for k in keep]
         plan_templates(lines, free, key, plan, keys=tpls)
-        loose = [_loose_key(ln, t) if f else "" for ln, t, f in zip(lines, tpls, free, strict=True)]
+        drop = plan.drop  # lines already planned away are not grouped again: no key needed
+        loose = [
+            _loose_key(ln, t) if f and i not in drop else ""
+            for i, (ln, t, f) in enumerate(zip(lines, tpls, free, strict=True))
+        ]
         plan_templates(lines, free, key, plan, keys=loose)
         errors = [k == _ERROR for k in keep]
         plan_templates(lines, errors, key, plan, keys=tpls, min_group=6, what="error/warning lines")
