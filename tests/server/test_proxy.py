@@ -173,6 +173,7 @@ def test_messages_forwards_pipeline_output_headers_and_records_billing(tmp_path:
     for name in ("x-ctxgate-user", "x-ctxgate-level", "connection", "x-drop-me", "keep-alive"):
         assert name not in sent, name
     assert sent["host"] == "anthropic.test" and sent["content-length"] == str(len(want))
+    assert [k.lower() for k, _ in req.headers.raw].count(b"content-length") == 1 and "transfer-encoding" not in sent
     # response: the upstream's headers plus ctxgate's own
     assert r.headers["request-id"] == "req_011CTs8ZzG8"
     before, after = int(r.headers["x-ctxgate-tokens-before"]), int(r.headers["x-ctxgate-tokens-after"])

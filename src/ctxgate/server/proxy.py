@@ -175,13 +175,24 @@ class _Call:
     result: PipelineResult | None
     overhead_ms: float
     record: bool = True
-    #: the pipeline's deferred token count, running while the body travels upstream
+    #: the pipeline's deferred token count, made while the upstream reads the body and answers
     counting: asyncio.Future[None] | None = None
+
+    def start_count(self) -> None:
+        if self.counting is None and self.result is not None and self.result.pending is not None:
+            self.counting = asyncio.ensure_future(self.result.count())
 
     async def counted(self) -> None:
         """Wait for the token count (the response headers and the ledger row carry it)."""
+        self.start_count()
         if self.counting is not None:
             await self.counting
+
+    async def body_then_count(self, body: bytes) -> AsyncIterator[bytes]:
+        """``body`` for the upstream request; the count starts once the body is handed to the socket
+        (counting in a thread competes with the event loop for the interpreter while it sends)."""
+        yield body
+        self.start_count()
 
     def row(self, tap: UsageTap | None, error: str | None) -> LedgerRow:
         price = self.state.prices.lookup(self.model)
@@ -302,10 +313,14 @@ async def _forward(
 ) -> Response:
     upstream: Upstream = request.app.state.upstream
     headers = _without_own_token(forward_headers(request.headers.raw, keep_length=keep_length), call.state)
+    # the body is read: from here on the client's receive() only says that it left
+    receive = request.receive if isinstance(body, bytes) else None
+    if isinstance(body, bytes) and call.result is not None and call.result.pending is not None:
+        # the same bytes under the same Content-Length, handed over as one chunk (not chunked encoding)
+        headers.append((b"content-length", str(len(body)).encode()))
+        body = call.body_then_count(body)
     call.overhead_ms = (time.perf_counter() - started) * 1000
     try:
-        # the body is read: from here on the client's receive() only says that it left
-        receive = request.receive if isinstance(body, bytes) else None
         resp = await upstream.send(request.method, url, headers, body, receive=receive)
     except UpstreamError as exc:
         await call.counted()
@@ -344,10 +359,9 @@ async def _proxy_compressed(request: Request, fmt: WireFormat, provider: Provide
             body, inject = spliced, True
     user, _ = request_identity(request.headers)
     model = fields.get("model") if isinstance(fields.get("model"), str) else "unknown"
+    # tokens_before is counted (in a worker thread) while the upstream reads the body: it is needed
+    # only for the response headers and the ledger row, once the upstream has answered
     call = _Call(state, provider, str(model), user, result, 0.0, record=not path.endswith("count_tokens"))
-    # counted in a worker thread while the body goes upstream: the count is needed only for the
-    # response headers and the ledger row, once the upstream has answered
-    call.counting = asyncio.ensure_future(result.count())
     base = state.settings.anthropic_upstream if provider == "anthropic" else state.settings.openai_upstream
     url = join_url(base, path, request.url.query)
     return await _forward(
