@@ -273,3 +273,26 @@ def test_keep_start_first_characters_cover_every_match(corpus: Path) -> None:
         assert not _KEEP_START.match(ln) or ln[:1] in _KEEP_FIRST
 
     covered()
+
+
+def test_lazy_templates_agree_with_templating_every_line() -> None:
+    from collections import Counter
+
+    from ctxgate.engine._lines import templates
+    from ctxgate.engine.logs import _Templates
+
+    lines = ["+ export A=1", "ERROR db 17 failed", "", "ok 3/4", "ERROR db 18 failed", "plain words"]
+    lazy = _Templates(lines)
+    assert lazy[1] == "ERROR db <*> failed"
+    assert lazy.listed([0, 3]) == ["+ export A=<*>", "ERROR db <*> failed", "", "ok <*>", "", ""]
+    assert lazy.listed(range(len(lines))) == templates(lines)
+    assert lazy.counts() == Counter(templates(lines))
+
+
+def test_repeated_error_template_past_its_limit_folds() -> None:
+    lines = [f"step {i} running" for i in range(30)]
+    lines += [f"ERROR: connection {i} refused by 10.0.0.{i}" for i in range(30)]
+    out = LOGS.compress("\n".join(lines), BAL).text
+    kept = [ln for ln in out.split("\n") if ln.startswith("ERROR")]
+    assert 10 <= len(kept) < 30  # the first ten keep their context, the rest fold
+    assert "error/warning lines like: ERROR: connection <*> refused" in out

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from functools import partial
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
@@ -37,6 +38,7 @@ from ctxgate.engine._lines import (
     normalize,
     plan_templates,
     query_terms,
+    template,
     templates,
     worth,
 )
@@ -189,13 +191,15 @@ class LogCompressor:
             return Result("\n".join(out), tuple(transforms))
         key = retrieval_key(text)
         plan = Plan()
-        tpls = templates(lines)
-        keep = _protected(lines, tpls, ctx)
+        lazy = _Templates(lines)
+        keep = _protected(lines, lazy, ctx)
         _plan_xtrace(lines, keep, key, plan)
-        _plan_failure_repeats(lines, tpls, key, plan)
+        _plan_failure_repeats(lines, lazy, key, plan)
+        # the groupings below read the templates of lines not planned away yet, and only those
+        drop = plan.drop
+        tpls = lazy.listed(i for i in range(len(lines)) if i not in drop)
         free = [k == _FREE for k in keep]
         plan_templates(lines, free, key, plan, keys=tpls)
-        drop = plan.drop  # lines already planned away are not grouped again: no key needed
         loose = [
             _loose_key(ln, t) if f and i not in drop else ""
             for i, (ln, t, f) in enumerate(zip(lines, tpls, free, strict=True))
@@ -252,7 +256,38 @@ def _names(term: str, line: str) -> bool:
     return term in line
 
 
-def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
+class _Templates:
+    """The ``template`` of each line, made when first needed: a trace that the plan drops
+    (most of a ``set -x`` setup) is never templated. ``fill`` makes many in one regex pass."""
+
+    __slots__ = ("_lines", "_done")
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+        self._done: list[str | None] = [None] * len(lines)
+
+    def __getitem__(self, i: int) -> str:
+        t = self._done[i]
+        if t is None:
+            t = self._done[i] = template(self._lines[i])
+        return t
+
+    def fill(self, indexes: Iterable[int]) -> None:
+        todo = [i for i in indexes if self._done[i] is None]
+        for i, t in zip(todo, templates([self._lines[i] for i in todo]), strict=True):
+            self._done[i] = t
+
+    def listed(self, indexes: Iterable[int]) -> list[str]:
+        """Every template, made for ``indexes`` (``""`` for the lines not asked for)."""
+        self.fill(indexes)
+        return [t or "" for t in self._done]
+
+    def counts(self) -> Counter[str]:
+        self.fill(range(len(self._lines)))
+        return Counter(t or "" for t in self._done)
+
+
+def _protected(lines: list[str], tpls: _Templates, ctx: Context) -> list[int]:
     """Per line: ``_FREE``, ``_ERROR`` (an error line that may fold when it repeats), ``_KEPT``."""
     n = len(lines)
     keep = [_FREE] * n
@@ -260,9 +295,10 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
     lowered = "\n".join(low)
     starts = line_starts(low)  # not ``lines``: lower() may change a line's length ("İ")
     severe = lines_matching(low, lowered, starts, _SEVERITY_TRIGGERS, _SEVERITY.search)
+    tpls.fill(sorted(severe))
     for i in _keep_lines(low, lowered, starts):
         keep[i] = _KEPT
-    counts = Counter(tpls)
+    counts: Counter[str] | None = None  # of every line's template: only when an error repeats
     in_trace = in_failures = False
     seen: dict[str, int] = {}
     for i, line in enumerate(lines):
@@ -280,9 +316,10 @@ def _protected(lines: list[str], tpls: list[str], ctx: Context) -> list[int]:
         if in_trace or in_failures:
             keep[i] = _KEPT
         elif i in severe:
-            seen[tpls[i]] = seen.get(tpls[i], 0) + 1
+            tpl = tpls[i]
+            seen[tpl] = seen.get(tpl, 0) + 1
             limit = _KEEP_WARNINGS if _WARNING_ONLY.search(low[i]) else _KEEP_ERRORS
-            if counts[tpls[i]] >= 5 and seen[tpls[i]] > limit:
+            if seen[tpl] > limit and (counts := counts or tpls.counts())[tpl] >= 5:
                 keep[i] = max(keep[i], _ERROR)
             else:
                 keep[i] = _KEPT
@@ -330,7 +367,7 @@ def _droppable_trace(line: str, m: re.Match[str]) -> bool:
     return len(m.group(1)) >= 2 or _XTRACE_INTERNAL.match(line) is not None
 
 
-def _plan_failure_repeats(lines: list[str], tpls: list[str], key: str, plan: Plan) -> None:
+def _plan_failure_repeats(lines: list[str], tpls: _Templates, key: str, plan: Plan) -> None:
     """Failure entries (pytest ``____ name ____``, unittest ``ERROR: name``) whose error
     lines (``E ...``, ``FooError: ...``; the whole body when there are none) repeat an
     earlier entry's, once numbers and ids are masked, keep their header line only."""
@@ -348,9 +385,10 @@ def _plan_failure_repeats(lines: list[str], tpls: list[str], key: str, plan: Pla
                 break
         if end - start < 5:
             continue
+        tpls.fill(range(start + 1, end))
         body = tuple(tpls[j] for j in range(start + 1, end) if _ERROR_LINE.match(lines[j]))
         if not body:
-            body = tuple(tpls[start + 1 : end])
+            body = tuple(tpls[j] for j in range(start + 1, end))
         first = seen.get(body)
         if first is None:
             seen[body] = lines[start].strip("_ ")
