@@ -132,7 +132,8 @@ def dedupe(value: Any) -> tuple[Any, int]:
             seen.setdefault(t, path)
         if isinstance(v, dict):
             return {
-                k: walk(x, path + (f".{k}" if _IDENT.match(k) else f"[{_dump(k)}]")) for k, x in v.items()
+                k: walk(x, path + (f".{k}" if _IDENT.match(k) else f"[{_dump(k)}]")) if _walked(x) else x
+                for k, x in v.items()
             }
         if isinstance(v, list):
             out, shown = [], 0
@@ -140,12 +141,20 @@ def dedupe(value: Any) -> tuple[Any, int]:
                 if _is_marker(x):
                     out.append(x)
                     continue
-                out.append(walk(x, f"{path}[{shown}]"))
+                out.append(walk(x, f"{path}[{shown}]") if _walked(x) else x)
                 shown += 1
             return out
         return v
 
     return walk(value, "$"), count
+
+
+def _walked(v: Any) -> bool:
+    """Whether ``dedupe`` must look at ``v``: a container, or a string long enough to repeat
+    (``walk`` returns any other value as it is, so its path is not even made)."""
+    if isinstance(v, str):
+        return len(_text(v)) >= _MIN_REPEAT_CHARS
+    return isinstance(v, dict | list)
 
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
