@@ -32,7 +32,7 @@ from ctxgate.conversation import policy as pol
 from ctxgate.engine._api import retrieval_key
 from ctxgate.errors import ConfigError, StoreError
 from ctxgate.settings import Level, Settings
-from ctxgate.store.base import DecisionStore, OriginalsStore, SessionStore
+from ctxgate.store.base import DecisionStore, OriginalsStore, SessionActivity, SessionStore
 from ctxgate.store.decisions import MAX_VALUE_CHARS, MemoryDecisionStore, SqliteDecisionStore
 
 WireFormat = Literal["anthropic", "openai_chat", "openai_responses"]
@@ -176,6 +176,9 @@ class _Prepared:
     #: ``info`` with the body's model when it asked for it
     info: RequestInfo
     fields: dict[str, Any] = field(default_factory=dict)
+    #: the store's answer when it was read in the same thread (see ``Pipeline._prepare``):
+    #: (now, the session's previous activity, existing decisions), or the store's error
+    read: tuple[float, SessionActivity | None, dict[str, str | None]] | StoreError | None = None
 
 
 @dataclass(slots=True)
@@ -285,7 +288,9 @@ class Pipeline:
         memo_key = self._memo_key(raw, info)
         prev = self._memos.get(memo_key)
         try:
-            prep = await asyncio.wait_for(asyncio.to_thread(self._prepare, raw, info, prev, skip is None), budget)
+            prep = await asyncio.wait_for(
+                asyncio.to_thread(self._prepare, raw, info, prev, skip is None, policy), budget
+            )
         except TimeoutError:
             return await self._passthrough(raw, info, None, info.session_id or "", "time_budget", None)
         except ValueError as exc:
@@ -299,7 +304,11 @@ class Pipeline:
         now = self.clock()
         keys = prep.keys
         both = getattr(self.decisions, "touch_get_many", None) if self.sessions is self.decisions else None
-        if skip is None and both is not None:
+        if isinstance(prep.read, StoreError):
+            return await self._passthrough(raw, info, conv, session, "store_unavailable", str(prep.read), prev)
+        if skip is None and prep.read is not None:
+            now, prev_seen, existing = prep.read
+        elif skip is None and both is not None:
             # one store round trip (one thread hop for SQLite) instead of two
             try:
                 prev_seen, existing = await both(info.tenant, session, info.user, info.model, now, keys)
@@ -378,8 +387,15 @@ class Pipeline:
             model=info.model,
         )
 
-    def _prepare(self, raw: bytes, info: RequestInfo, prev: _Memo | None, with_keys: bool) -> _Prepared:
-        """Parse (reusing the session's previous request), name the session, key every block."""
+    def _prepare(
+        self, raw: bytes, info: RequestInfo, prev: _Memo | None, with_keys: bool, policy: pol.Policy | None = None
+    ) -> _Prepared:
+        """Parse (reusing the session's previous request), name the session, key every block.
+
+        With a store that can be called from this worker thread (``touch_get_many_blocking``,
+        SQLite) and a request that will be decided, the session is touched and the blocks'
+        decisions read here too: one thread hop instead of two.
+        """
         conv = conversation.parse(raw, info.fmt, prev.conv if prev is not None else None)
         fields = conv.top_level(info.fields) if info.fields else {}
         if info.model_from_body:
@@ -398,7 +414,17 @@ class Pipeline:
             h = seen[1] if seen is not None and seen[0] is b.text else _content_hash(b.text)
             memo.hashes[b.start] = (b.text, h)
             hashes.append(h)
-        return _Prepared(conv, session, memo, self._keys(conv, hashes, info.tenant, session), info, fields)
+        prep = _Prepared(conv, session, memo, self._keys(conv, hashes, info.tenant, session), info, fields)
+        blocking = getattr(self.decisions, "touch_get_many_blocking", None) if self.sessions is self.decisions else None
+        cheap = policy is not None and info.model_from_body and policy.below_price_floor(self.price_of(info.model))
+        if blocking is not None and conv.blocks and policy is not None and not cheap:
+            now = self.clock()
+            try:
+                prev_seen, existing = blocking(info.tenant, session, info.user, info.model, now, prep.keys)
+                prep.read = (now, prev_seen, existing)
+            except StoreError as exc:
+                prep.read = exc
+        return prep
 
     def _memo_key(self, raw: bytes, info: RequestInfo) -> tuple[str, str, str]:
         """Where a request finds its session's previous one: the session header, else the body's opening."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -98,6 +99,9 @@ async def test_sqlite_one_request_reads_and_writes_in_one_call(tmp_path: Path) -
     assert prev is None and got == {"k1": "v", "k2": None}
     prev, got = await store.touch_get_many("t", "s", "u", "m", clock.now + 1, [])
     assert prev is not None and prev.requests == 1 and got == {}
+    # the same from a worker thread that is already off the event loop
+    prev, got = await asyncio.to_thread(store.touch_get_many_blocking, "t", "s", "u", "m", clock.now + 2, ["k1"])
+    assert prev is not None and prev.requests == 2 and got == {"k1": "v"}
     # all or nothing: a value over the limit is refused before anything is written
     with pytest.raises(StoreError):
         await store.put_all("t", {"o2": "x"}, {"k4": "y" * (dec.MAX_VALUE_CHARS + 1)})

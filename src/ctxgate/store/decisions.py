@@ -289,6 +289,12 @@ class SqliteDecisionStore:
         prev = self._touch(tenant, session, user, model, now)
         return prev, (self._get_many(keys) if keys else {})
 
+    def touch_get_many_blocking(
+        self, tenant: str, session: str, user: str, model: str, now: float, keys: list[str]
+    ) -> tuple[SessionActivity | None, dict[str, str | None]]:
+        """``touch_get_many`` for a caller already in a worker thread (no hop of its own)."""
+        return self._locked(self._touch_get_many, tenant, session, user, model, now, keys)
+
     async def touch_get_many(
         self, tenant: str, session: str, user: str, model: str, now: float, keys: list[str]
     ) -> tuple[SessionActivity | None, dict[str, str | None]]:
