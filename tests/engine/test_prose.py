@@ -270,3 +270,13 @@ def test_six_words_search_agrees_with_counting_words() -> None:
     agree()
     for line in ("a" * 8000, "ab " * 4 + "a" * 8000, "a b c d e f"):
         assert (_SIX_WORDS.search(line) is not None) == (len(_WORD.findall(line)) >= 6)
+
+
+def test_last_paragraph_still_compared_with_earlier_ones() -> None:
+    # the last paragraph is not indexed, but is still checked against the earlier ones
+    para = " ".join(f"word{i} appears in this sentence about topic {i % 7}." for i in range(12))
+    near = para.replace("word11", "wordeleven")
+    doc = "\n\n".join(["# Title", para, "A different paragraph entirely, long enough to be kept here.", near])
+    out = PROSE.compress(doc, BAL)
+    assert "near-repeat of an earlier one" in out.text
+    assert out.text.count("word5 appears") == 1

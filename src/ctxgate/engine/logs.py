@@ -100,9 +100,9 @@ _KEEP_ANY = (
     (re.compile(r"::\S*[ \t]+(?:passed|failed|error|skipped|xfail|xpass)\b"), ("::",)),
     (
         re.compile(r"\d (?:passed|failed|tests?|examples?|failures?)\b"),
-        (" passed", " failed", " test", " example", " failure"),
+        (" passed", " fail", " test", " example"),  # " fail" finds " failed" and " failure"
     ),
-    (re.compile(r"(?:tests?(?: run)?|suites?):[ \t]"), ("test:", "tests:", "test run:", "tests run:", "suite:", "suites:")),
+    (re.compile(r"(?:tests?(?: run)?|suites?):[ \t]"), ("test:", "tests:", " run:", "suite")),
     (re.compile(r"build (?:success|failure|failed|successful)"), ("build ",)),
 )
 

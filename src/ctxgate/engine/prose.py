@@ -287,7 +287,9 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
     sets: list[set[str]] = []
     texts: list[list[str]] = []
     dropped = 0
-    for b in blocks:
+    #: the last paragraph is compared with earlier ones only: with none indexed, it is not shingled
+    last = max((k for k, b in enumerate(blocks) if b.kind == "para"), default=-1)
+    for k, b in enumerate(blocks):
         if b.kind not in ("para", "code"):
             continue
         body = "\n".join(b.lines).strip()
@@ -303,7 +305,7 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
                 dropped += 1
             continue
         seen_exact[body] = 1
-        if b.kind == "code":
+        if b.kind == "code" or (k == last and not index):
             continue
         sh = _shingles(b.lines)
         if len(sh) < 12:
@@ -332,11 +334,11 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
                 _replace(b, marker)
                 dropped += 1
             continue
-        k = len(sets)
+        n = len(sets)
         sets.append(sh)
         texts.append(b.lines)
         for s in sketch:
-            index.setdefault(s, []).append(k)
+            index.setdefault(s, []).append(n)
     return dropped
 
 
@@ -353,7 +355,7 @@ def _replace(b: _Block, marker: str) -> None:
 def _drop_boilerplate(blocks: list[_Block], key: str) -> int:
     dropped = 0
     for b in blocks:
-        if b.kind == "marker":
+        if b.kind in ("marker", "blank"):
             continue
         body = "\n".join(b.lines)
         what = ""
