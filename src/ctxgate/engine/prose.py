@@ -242,11 +242,11 @@ def _unwrap(para: list[str], width: int) -> list[str]:
             return para  # most breaks are the author's own: not a hard-wrapped paragraph
     out = [para[0]]
     raw_prev = para[0]
+    indent = len(raw_prev) - len(raw_prev.lstrip())
     # the tests run cheapest first; each only when the ones before allow a join
     for line in para[1:]:
         prev = out[-1]
-        indent = len(line) - len(line.lstrip())
-        prev_indent = len(raw_prev) - len(raw_prev.lstrip())
+        prev_indent, indent = indent, len(line) - len(line.lstrip())
         same_block = indent == prev_indent or (
             prev_indent < indent <= prev_indent + 4 and _BULLET.match(prev) is not None
         )
@@ -337,8 +337,11 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         n = len(sets)
         sets.append(sh)
         texts.append(b.lines)
+        for seen in hits:  # the lists of the sketch's shingles already indexed
+            seen.append(n)
         for s in sketch:
-            index.setdefault(s, []).append(n)
+            if s not in index:
+                index[s] = [n]
     return dropped
 
 
