@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 from ctxgate.engine._api import Context, retrieval_key
 from ctxgate.engine.diff import DiffCompressor
+from tests.engine.corpus_recall import question_recall
 
 DIFF = DiffCompressor()
 BAL = Context(tool_name="Bash", level="balanced")
@@ -130,16 +128,8 @@ def test_minus_lines_that_look_like_headers_stay_in_hunk() -> None:
     assert _numbered(DIFF.compress(text, BAL).text) == _numbered(text)
 
 
-def _score_module(corpus: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_corpus_question_recall_and_line_numbers(corpus: Path) -> None:
-    score = _score_module(corpus)
     folder = corpus / "outputs" / "diff"
     outputs = {}
     for f in folder.iterdir():
@@ -149,11 +139,5 @@ def test_corpus_question_recall_and_line_numbers(corpus: Path) -> None:
         out = DIFF.compress(text, BAL).text
         before, after = _numbered(text), _numbered(out)
         assert set(after) <= set(before) and {t for t in before if t[1][:1] in "+-"} <= set(after), f.name
-        outputs[f.name] = score.norm_loose(out)
-    credit = []
-    for line in (folder / "questions.jsonl").read_text().splitlines():
-        q = json.loads(line)
-        answers = [score.norm_loose(a) for a in q["answers"]]
-        found = [a for a in answers if a and a in outputs[q["file"]]]
-        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
-    assert sum(credit) / len(credit) >= 0.98
+        outputs[f.name] = out
+    assert question_recall(corpus, "diff", outputs) >= 0.98

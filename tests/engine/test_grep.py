@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 from ctxgate.engine._api import Context, retrieval_key
 from ctxgate.engine.grep import PER_FILE, GrepCompressor
+from tests.engine.corpus_recall import question_recall
 
 GREP = GrepCompressor()
 BAL = Context(tool_name="Bash", level="balanced")
@@ -113,29 +111,15 @@ def test_lossless_level_only_strips_trailing_space() -> None:
     assert r.text == "\n".join(ln.rstrip() for ln in text.split("\n")) and not r.originals
 
 
-def _score_module(corpus: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_corpus_question_recall(corpus: Path) -> None:
-    score = _score_module(corpus)
     folder = corpus / "outputs" / "grep"
     outputs = {
-        f.name: score.norm_loose(GREP.compress(f.read_text(), BAL).text)
+        f.name: GREP.compress(f.read_text(), BAL).text
         for f in folder.iterdir()
         if f.suffix != ".jsonl"
     }
-    credit = []
-    for line in (folder / "questions.jsonl").read_text().splitlines():
-        q = json.loads(line)
-        answers = [score.norm_loose(a) for a in q["answers"]]
-        found = [a for a in answers if a and a in outputs[q["file"]]]
-        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
-    assert sum(credit) / len(credit) >= 0.98
+    assert question_recall(corpus, "grep", outputs) >= 0.98
 
 
 def test_grep_notices_do_not_hide_grep_output() -> None:

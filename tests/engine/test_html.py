@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
-from types import ModuleType
 
 from ctxgate.engine._api import Context, retrieval_key
 from ctxgate.engine.html import MAX_EXTRACT, HtmlCompressor
+from tests.engine.corpus_recall import question_recall
 
 HTML = HtmlCompressor()
 BAL = Context(tool_name="WebFetch", level="balanced")
@@ -83,26 +81,12 @@ def test_huge_page_uses_visible_text() -> None:
     assert "very large page" in r.text and r.originals[0].text == page
 
 
-def _score_module(corpus: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_corpus_question_recall(corpus: Path) -> None:
-    score = _score_module(corpus)
     folder = corpus / "outputs" / "html"
     outputs = {
-        f.name: score.norm_loose(HTML.compress(f.read_text(), BAL).text)
+        f.name: HTML.compress(f.read_text(), BAL).text
         for f in folder.iterdir()
         if f.suffix == ".html"
     }
-    credit = []
-    for line in (folder / "questions.jsonl").read_text().splitlines():
-        q = json.loads(line)
-        answers = [score.norm_loose(a) for a in q["answers"]]
-        found = [a for a in answers if a and a in outputs[q["file"]]]
-        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
-    assert sum(credit) / len(credit) >= 0.98
+    assert question_recall(corpus, "html", outputs) >= 0.98

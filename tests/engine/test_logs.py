@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from ctxgate.engine._api import Context, retrieval_key
 from ctxgate.engine._lines import expand_runs, normalize
 from ctxgate.engine.logs import LogCompressor
+from tests.engine.corpus_recall import question_recall
 
 LOGS = LogCompressor()
 BAL = Context(tool_name="Bash", level="balanced")
@@ -173,30 +171,16 @@ def test_query_terms_protect_lines() -> None:
     assert "test_case_33 (pkg.tests.Foo) ... ok" in LOGS.compress(text, ctx).text
 
 
-def _score_module(corpus: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("corpus_score", corpus / "score.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.parametrize("kind", ["logs", "test_output"])
 def test_corpus_question_recall(corpus: Path, kind: str) -> None:
-    score = _score_module(corpus)
     folder = corpus / "outputs" / kind
     outputs = {}
     for f in folder.iterdir():
         if f.suffix != ".jsonl":
             text = re.sub(r"\x1b\[[0-9;]*m", "", f.read_text())  # the dispatcher strips ANSI first
-            outputs[f.name] = score.norm_loose(LOGS.compress(text, BAL).text)
-    credit = []
-    for line in (folder / "questions.jsonl").read_text().splitlines():
-        q = json.loads(line)
-        answers = [score.norm_loose(a) for a in q["answers"]]
-        found = [a for a in answers if a and a in outputs[q["file"]]]
-        credit.append(float(bool(found)) if q["match"] == "any" else len(found) / len(answers))
-    assert sum(credit) / len(credit) >= 0.98
+            outputs[f.name] = LOGS.compress(text, BAL).text
+    assert question_recall(corpus, kind, outputs) >= 0.98
 
 
 def test_repetitive_machine_output_is_a_log() -> None:
