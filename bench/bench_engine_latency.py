@@ -78,6 +78,25 @@ def measure(text: str, tool: str, repeat: int) -> list[float]:
     return took
 
 
+def every_file(folder: Path, repeat: int) -> int:
+    """One row per corpus file of a type: the cost depends on the document, not only its size."""
+    tool = TOOLS.get(folder.name, "Bash")
+    rows = []
+    for f in sorted(x for x in folder.iterdir() if x.suffix != ".jsonl"):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        took = measure(text, tool, repeat)
+        n = tokens.count(text, "gpt-4o").tokens
+        rows.append((n, statistics.median(took), f.name))
+    print("| file | tokens in | p50 ms | p50 ms per 10K tokens |")
+    print("|---|---|---|---|")
+    for n, ms, name in sorted(rows):
+        print(f"| {name} | {n} | {ms:.2f} | {ms / n * 10_000:.2f} |")
+    per10k = sorted(ms / n * 10_000 for n, ms, _ in rows)
+    print(f"\nmedian over files: {statistics.median(per10k):.2f} ms per 10K tokens "
+          f"(min {per10k[0]:.2f}, max {per10k[-1]:.2f})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -86,10 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("CTXGATE_CORPUS", ROOT.parent / "shared" / "corpus")),
     )
     p.add_argument("--repeat", type=int, default=50)
+    p.add_argument(
+        "--every-file",
+        metavar="TYPE",
+        help="instead of one sample per type: every corpus file of TYPE, with its median ms per 10K tokens",
+    )
     args = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     engine.compress("warm up " * 100, engine.Context())
+    if args.every_file:
+        return every_file(args.corpus / "outputs" / args.every_file, args.repeat)
     print("| type | tokens in | tokens out | compressor | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")
     for name, (text, tool) in samples(args.corpus).items():
