@@ -224,3 +224,15 @@ def test_top_level_reads_fields_as_json_loads_does_without_parsing_the_rest() ->
     # the last of duplicate keys wins, as in json.loads
     dup = b'{"model": "a", "messages": [], "model": "b"}'
     assert parse(dup, "anthropic").top_level(("model",)) == {"model": "b"} == {"model": json.loads(dup)["model"]}
+
+
+def test_open_messages_names_the_format_and_the_list() -> None:
+    import pytest
+
+    from ctxgate.conversation._base import open_messages
+
+    conv, items, start, first_user = open_messages(b'{"messages": [{"role": "user", "content": "hi"}]}', None, "x")
+    assert len(items) == 1 and start == 0 and first_user is None and conv.messages_end == len('{"messages": [')
+    for bad in (b"[]", b'{"messages": {}}', b'{"model": "m"}'):
+        with pytest.raises(ValueError, match="x: body has no messages array"):
+            open_messages(bad, None, "x")

@@ -329,6 +329,28 @@ def checkpoint(conv: Conversation, index: int, first_user: str | None) -> None:
     )
 
 
+def open_messages(
+    raw: bytes, prev: Conversation | None, fmt: str, key: str = "messages", **fields: Any
+) -> tuple[Conversation, list[Node], int, str | None]:
+    """Scan a body whose ``key`` is a list of messages, and start its walk (Anthropic, OpenAI Chat).
+
+    Returns the conversation (messages and blocks taken over from ``prev`` where it can be), the
+    message nodes, the index of the first message to walk and the first user text so far.
+    Raises ValueError naming ``fmt`` when the body is not an object with that list.
+    """
+    text = decode(raw)
+    root, shared = rescan(text, frozenset({key}), prev)
+    msgs = root.get(key)
+    if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
+        raise ValueError(f"{fmt}: body has no {key} array")
+    conv = Conversation(
+        text=text, messages=[], blocks=[], root=root, shared=shared, messages_end=msgs.start + 1, **fields
+    )
+    items = msgs.items()
+    start, first_user = resume(conv, items, prev, key)
+    return conv, items, start, first_user
+
+
 def resume(conv: Conversation, items: list[Node], prev: Conversation | None, key: str) -> tuple[int, str | None]:
     """Start ``conv``'s walk where ``prev``'s can be taken over: (first message to walk, first user text).
 

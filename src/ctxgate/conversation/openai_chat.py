@@ -11,9 +11,7 @@ import re
 from typing import Any
 
 from ctxgate.conversation._base import (
-    ARRAY,
     CHECKPOINTS,
-    OBJECT,
     Block,
     Conversation,
     Edit,
@@ -22,10 +20,8 @@ from ctxgate.conversation._base import (
     ToolCall,
     _str,
     checkpoint,
-    decode,
+    open_messages,
     output_texts,
-    rescan,
-    resume,
     splice,
     text_blocks,
     text_of,
@@ -43,7 +39,6 @@ _RETENTION_24H = re.compile(r'"prompt_cache_retention"\s*:\s*"24h"')
 #: the top-level key of the message (item) list, the only top-level value read; the others are
 #: checked by the C scanner
 LIST_KEY = "messages"
-_WALK = frozenset({LIST_KEY})
 
 
 def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
@@ -52,14 +47,8 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     ``prev``: an earlier request of the same conversation, whose scan is reused where the
     bodies share a prefix (an optimization only: the result is the same without it).
     """
-    text = decode(raw)
-    root, shared = rescan(text, _WALK, prev)
-    msgs = root.get("messages")
-    if root.kind != OBJECT or msgs is None or msgs.kind != ARRAY:
-        raise ValueError("openai_chat: body has no messages array")
-    conv = Conversation(text=text, messages=[], blocks=[], root=root, shared=shared, messages_end=msgs.start + 1)
-    items = msgs.items()
-    start, first_user = resume(conv, items, prev, LIST_KEY)
+    conv, items, start, first_user = open_messages(raw, prev, "openai_chat", LIST_KEY)
+    text = conv.text
     for mi in range(start, len(items)):
         if mi >= len(items) - CHECKPOINTS:
             checkpoint(conv, mi, first_user)
