@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import json.scanner
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from typing import Any
@@ -349,6 +350,35 @@ def open_messages(
     items = msgs.items()
     start, first_user = resume(conv, items, prev, key)
     return conv, items, start, first_user
+
+
+#: what a wire format reads from one message (item) ``mi``: its role, the tool ids it carries, and the
+#: first user text so far; it adds the message's tool calls and blocks to the conversation itself
+Visit = Callable[[Conversation, int, Node, "str | None"], tuple[str, list[str], "str | None"]]
+
+
+def walk(conv: Conversation, items: list[Node], start: int, first_user: str | None, visit: Visit) -> None:
+    """Walk messages ``[start, len(items))`` with a format's ``visit``; the bookkeeping every format shares.
+
+    Keeps checkpoints before each of the last messages and after the last (for ``resume``), records
+    each message's role, range and tool ids, and the end of the message list.
+    """
+    for mi in range(start, len(items)):
+        if mi >= len(items) - CHECKPOINTS:
+            checkpoint(conv, mi, first_user)
+        node = items[mi]
+        role, ids, first_user = visit(conv, mi, node, first_user)
+        conv.messages.append(Message(role, node.start, node.end, tuple(ids)))
+        conv.messages_end = node.end
+    checkpoint(conv, len(items), first_user)
+    conv.first_user = first_user or ""
+
+
+def note_user(conv: Conversation, content: Node, first_user: str | None) -> str | None:
+    """A user message's text becomes the query (when it has any); the first one is kept too."""
+    said = text_of(content)
+    conv.query = said or conv.query
+    return said if first_user is None else first_user
 
 
 def resume(conv: Conversation, items: list[Node], prev: Conversation | None, key: str) -> tuple[int, str | None]:

@@ -12,20 +12,19 @@ from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
-    CHECKPOINTS,
     Block,
     Conversation,
     Edit,
-    Message,
+    Node,
     Outline,
     ToolCall,
     _str,
-    checkpoint,
     open_messages,
     output_texts,
     splice,
     text_blocks,
     text_of,
+    walk,
 )
 
 __all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
@@ -48,51 +47,47 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     bodies share a prefix (an optimization only: the result is the same without it).
     """
     conv, items, start, first_user = open_messages(raw, prev, "anthropic", LIST_KEY)
-    text = conv.text
-    for mi in range(start, len(items)):
-        if mi >= len(items) - CHECKPOINTS:
-            checkpoint(conv, mi, first_user)
-        m = items[mi]
-        role = m.str_of("role") or "?"
-        content = m.get("content")
-        ids: list[str] = []
-        if role == "assistant":
-            conv.last_assistant = mi
-            for b in content.items() if content is not None else []:
-                if b.str_of("type") == "tool_use":
-                    inp = b.get("input")
-                    tid = b.str_of("id") or ""
-                    args = text[inp.start : inp.end] if inp is not None else ""
-                    conv.calls[tid] = ToolCall(tid, b.str_of("name") or "", args, mi)
-                    ids.append(tid)
-        elif role == "user" and content is not None:
-            if first_user is None:
-                first_user = text_of(content)
-            texts = [b.str_of("text") for b in content.items() if b.str_of("type") == "text"]
-            if content.kind != ARRAY:
-                conv.query = str(content.value)
-            elif any(texts):
-                conv.query = "\n".join(t for t in texts if t)
-            for b in content.items():
-                if b.str_of("type") != "tool_result":
-                    continue
-                tid = b.str_of("tool_use_id") or ""
-                ids.append(tid)
-                err = b.get("is_error")
-                conv.blocks += text_blocks(
-                    b.get("content"),
-                    message=mi,
-                    tool_id=tid,
-                    call=conv.calls.get(tid),
-                    is_error=err is not None and err.value is True,
-                    first=len(conv.blocks),
-                )
-        conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
-        conv.messages_end = m.end
-    checkpoint(conv, len(items), first_user)
-    conv.first_user = first_user or ""
-    conv.cache_lifetime_s = CACHE_LIFETIME_1H_S if _TTL_1H.search(text) else CACHE_LIFETIME_S
+    walk(conv, items, start, first_user, _visit)
+    conv.cache_lifetime_s = CACHE_LIFETIME_1H_S if _TTL_1H.search(conv.text) else CACHE_LIFETIME_S
     return conv
+
+
+def _visit(conv: Conversation, mi: int, m: Node, first_user: str | None) -> tuple[str, list[str], str | None]:
+    role = m.str_of("role") or "?"
+    content = m.get("content")
+    ids: list[str] = []
+    if role == "assistant":
+        conv.last_assistant = mi
+        for b in content.items() if content is not None else []:
+            if b.str_of("type") == "tool_use":
+                inp = b.get("input")
+                tid = b.str_of("id") or ""
+                args = conv.text[inp.start : inp.end] if inp is not None else ""
+                conv.calls[tid] = ToolCall(tid, b.str_of("name") or "", args, mi)
+                ids.append(tid)
+    elif role == "user" and content is not None:
+        if first_user is None:
+            first_user = text_of(content)
+        texts = [b.str_of("text") for b in content.items() if b.str_of("type") == "text"]
+        if content.kind != ARRAY:
+            conv.query = str(content.value)
+        elif any(texts):
+            conv.query = "\n".join(t for t in texts if t)
+        for b in content.items():
+            if b.str_of("type") != "tool_result":
+                continue
+            tid = b.str_of("tool_use_id") or ""
+            ids.append(tid)
+            err = b.get("is_error")
+            conv.blocks += text_blocks(
+                b.get("content"),
+                message=mi,
+                tool_id=tid,
+                call=conv.calls.get(tid),
+                is_error=err is not None and err.value is True,
+                first=len(conv.blocks),
+            )
+    return role, ids, first_user
 
 
 def find_blocks(raw: bytes) -> list[Block]:

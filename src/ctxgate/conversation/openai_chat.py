@@ -11,20 +11,19 @@ import re
 from typing import Any
 
 from ctxgate.conversation._base import (
-    CHECKPOINTS,
     Block,
     Conversation,
     Edit,
-    Message,
+    Node,
     Outline,
     ToolCall,
     _str,
-    checkpoint,
+    note_user,
     open_messages,
     output_texts,
     splice,
     text_blocks,
-    text_of,
+    walk,
 )
 
 __all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
@@ -48,44 +47,38 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     bodies share a prefix (an optimization only: the result is the same without it).
     """
     conv, items, start, first_user = open_messages(raw, prev, "openai_chat", LIST_KEY)
-    text = conv.text
-    for mi in range(start, len(items)):
-        if mi >= len(items) - CHECKPOINTS:
-            checkpoint(conv, mi, first_user)
-        m = items[mi]
-        role = m.str_of("role") or "?"
-        content = m.get("content")
-        ids: list[str] = []
-        if role == "assistant":
-            conv.last_assistant = mi
-            calls = m.get("tool_calls")
-            for tc in calls.items() if calls is not None else []:
-                fn = tc.get("function")
-                tid = tc.str_of("id") or ""
-                name = fn.str_of("name") if fn is not None else None
-                args = fn.str_of("arguments") if fn is not None else None
-                conv.calls[tid] = ToolCall(tid, name or "", args or "", mi)
-                ids.append(tid)
-        elif role == "tool":
-            tid = m.str_of("tool_call_id") or ""
-            ids.append(tid)
-            call = conv.calls.get(tid)
-            name = m.str_of("name")
-            if call is None and name:  # the call is not in this request: the message may still name the tool
-                call = ToolCall(tid, name, "", mi)
-            conv.blocks += text_blocks(
-                content, message=mi, tool_id=tid, call=call, is_error=False, first=len(conv.blocks)
-            )
-        elif role == "user" and content is not None:
-            if first_user is None:
-                first_user = text_of(content)
-            conv.query = text_of(content) or conv.query
-        conv.messages.append(Message(role, m.start, m.end, tuple(ids)))
-        conv.messages_end = m.end
-    checkpoint(conv, len(items), first_user)
-    conv.first_user = first_user or ""
-    conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(text) else CACHE_LIFETIME_S
+    walk(conv, items, start, first_user, _visit)
+    conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(conv.text) else CACHE_LIFETIME_S
     return conv
+
+
+def _visit(conv: Conversation, mi: int, m: Node, first_user: str | None) -> tuple[str, list[str], str | None]:
+    role = m.str_of("role") or "?"
+    content = m.get("content")
+    ids: list[str] = []
+    if role == "assistant":
+        conv.last_assistant = mi
+        calls = m.get("tool_calls")
+        for tc in calls.items() if calls is not None else []:
+            fn = tc.get("function")
+            tid = tc.str_of("id") or ""
+            name = fn.str_of("name") if fn is not None else None
+            args = fn.str_of("arguments") if fn is not None else None
+            conv.calls[tid] = ToolCall(tid, name or "", args or "", mi)
+            ids.append(tid)
+    elif role == "tool":
+        tid = m.str_of("tool_call_id") or ""
+        ids.append(tid)
+        call = conv.calls.get(tid)
+        name = m.str_of("name")
+        if call is None and name:  # the call is not in this request: the message may still name the tool
+            call = ToolCall(tid, name, "", mi)
+        conv.blocks += text_blocks(
+            content, message=mi, tool_id=tid, call=call, is_error=False, first=len(conv.blocks)
+        )
+    elif role == "user" and content is not None:
+        first_user = note_user(conv, content, first_user)
+    return role, ids, first_user
 
 
 def find_blocks(raw: bytes) -> list[Block]:

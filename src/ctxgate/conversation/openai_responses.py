@@ -12,23 +12,23 @@ from typing import Any
 
 from ctxgate.conversation._base import (
     ARRAY,
-    CHECKPOINTS,
     OBJECT,
     Block,
     Conversation,
     Edit,
-    Message,
+    Node,
     Outline,
     ToolCall,
     _str,
-    checkpoint,
     decode,
+    note_user,
     output_texts,
     rescan,
     resume,
     splice,
     text_blocks,
     text_of,
+    walk,
 )
 
 __all__ = ["LIST_KEY", "Edit", "find_blocks", "outline", "parse", "splice"]
@@ -75,40 +75,35 @@ def parse(raw: bytes, prev: Conversation | None = None) -> Conversation:
     conv.messages_end = items.start + 1
     nodes = items.items()
     start, first_user = resume(conv, nodes, prev, LIST_KEY)
-    for mi in range(start, len(nodes)):
-        if mi >= len(nodes) - CHECKPOINTS:
-            checkpoint(conv, mi, first_user)
-        it = nodes[mi]
-        kind = it.str_of("type") or ("message" if it.get("role") is not None else "?")
-        role = it.str_of("role") or kind if kind == "message" else kind
-        ids: list[str] = []
-        if kind in _CALLS:
-            tid = it.str_of("call_id") or ""
-            args = it.get(_CALLS[kind])
-            args_text = args.value if args is not None and args.kind == "s" else ""
-            conv.calls[tid] = ToolCall(tid, it.str_of("name") or "", str(args_text), mi)
-            ids.append(tid)
-        elif kind in _OUTPUTS:
-            tid = it.str_of("call_id") or ""
-            ids.append(tid)
-            conv.blocks += text_blocks(
-                it.get("output"), message=mi, tool_id=tid, call=conv.calls.get(tid), is_error=False,
-                first=len(conv.blocks),
-            )
-        if kind in _MODEL_ITEMS or (kind == "message" and role == "assistant"):
-            conv.last_assistant = mi
-        if kind == "message" and role == "user":
-            content = it.get("content")
-            if content is not None:
-                if first_user is None:
-                    first_user = text_of(content)
-                conv.query = text_of(content) or conv.query
-        conv.messages.append(Message(role, it.start, it.end, tuple(ids)))
-        conv.messages_end = it.end
-    checkpoint(conv, len(nodes), first_user)
-    conv.first_user = first_user or ""
+    walk(conv, nodes, start, first_user, _visit)
     conv.cache_lifetime_s = CACHE_LIFETIME_24H_S if _RETENTION_24H.search(text) else CACHE_LIFETIME_S
     return conv
+
+
+def _visit(conv: Conversation, mi: int, it: Node, first_user: str | None) -> tuple[str, list[str], str | None]:
+    kind = it.str_of("type") or ("message" if it.get("role") is not None else "?")
+    role = it.str_of("role") or kind if kind == "message" else kind
+    ids: list[str] = []
+    if kind in _CALLS:
+        tid = it.str_of("call_id") or ""
+        args = it.get(_CALLS[kind])
+        args_text = args.value if args is not None and args.kind == "s" else ""
+        conv.calls[tid] = ToolCall(tid, it.str_of("name") or "", str(args_text), mi)
+        ids.append(tid)
+    elif kind in _OUTPUTS:
+        tid = it.str_of("call_id") or ""
+        ids.append(tid)
+        conv.blocks += text_blocks(
+            it.get("output"), message=mi, tool_id=tid, call=conv.calls.get(tid), is_error=False,
+            first=len(conv.blocks),
+        )
+    if kind in _MODEL_ITEMS or (kind == "message" and role == "assistant"):
+        conv.last_assistant = mi
+    if kind == "message" and role == "user":
+        content = it.get("content")
+        if content is not None:
+            first_user = note_user(conv, content, first_user)
+    return role, ids, first_user
 
 
 def find_blocks(raw: bytes) -> list[Block]:
