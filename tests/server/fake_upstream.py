@@ -368,3 +368,40 @@ def serve(app: Any, *, deadline_s: float = 10.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(deadline_s)
         sock.close()
+
+
+# --- ctxgate in front of the fake -------------------------------------------------------
+
+
+class RowTap(list):  # type: ignore[type-arg]
+    """The ledger rows an app records, copied as they are recorded (the real recorder still gets them)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__()
+        recorder = app.state.ctx.recorder
+        original = recorder.record
+
+        def record(row: Any) -> None:
+            self.append(row)
+            original(row)
+
+        recorder.record = record
+
+    def after(self, n: int, deadline_s: float = 5.0) -> Any:
+        """The row recorded after the first ``n`` (rows are recorded when the relay ends)."""
+        end = time.monotonic() + deadline_s
+        while len(self) <= n and time.monotonic() < end:
+            time.sleep(0.01)
+        return self[n]
+
+
+def proxy_app(fake_url: str, data_dir: Any, read_timeout_s: float) -> tuple[Any, Any, RowTap]:
+    """ctxgate (memory stores) proxying to the fake at ``fake_url``: (app, settings, its ledger rows)."""
+    from ctxgate.server import create_app
+    from ctxgate.settings import Settings
+
+    settings = Settings(data_dir=data_dir, ledger_store="memory", decision_store="memory",
+                        anthropic_upstream=fake_url, openai_upstream=fake_url + "/v1",
+                        read_timeout_s=read_timeout_s)
+    app = create_app(settings)
+    return app, settings, RowTap(app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,12 @@ from ctxgate.store.base import LedgerRow
 from tests.server.fake_upstream import (
     FakeUpstream,
     Reply,
+    RowTap,
     anthropic_json,
     anthropic_stream,
     default_reply,
     openai_chat_stream,
+    proxy_app,
     responses_stream,
     serve,
 )
@@ -403,7 +404,7 @@ class RecordingApp:
 
 class Live:
     def __init__(self, url: str, fake: FakeUpstream, rec: RecordingApp, settings: Settings,
-                 rows: list[LedgerRow]) -> None:
+                 rows: RowTap) -> None:
         self.url, self.fake, self.rec, self.settings, self.rows = url, fake, rec, settings, rows
 
     def anthropic(self, **kw: Any) -> anthropic.Anthropic:
@@ -412,31 +413,15 @@ class Live:
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key="sk-openai-test", max_retries=0)
 
-    def row_after(self, n: int, deadline_s: float = 5.0) -> LedgerRow:
-        """The row recorded after the first ``n`` (rows are recorded when the relay ends)."""
-        end = time.monotonic() + deadline_s
-        while len(self.rows) <= n and time.monotonic() < end:
-            time.sleep(0.01)
-        return self.rows[n]
+    def row_after(self, n: int) -> LedgerRow:
+        return self.rows.after(n)
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     fake = FakeUpstream()
     with serve(fake) as fake_url:
-        settings = Settings(data_dir=tmp_path_factory.mktemp("live"), ledger_store="memory",
-                            decision_store="memory", anthropic_upstream=fake_url,
-                            openai_upstream=fake_url + "/v1", read_timeout_s=2.0)
-        app = create_app(settings)
-        recorded: list[LedgerRow] = []
-        recorder = app.state.ctx.recorder
-        original = recorder.record
-
-        def record(row: LedgerRow) -> None:  # keep a copy, then the real recorder
-            recorded.append(row)
-            original(row)
-
-        recorder.record = record
+        app, settings, recorded = proxy_app(fake_url, tmp_path_factory.mktemp("live"), read_timeout_s=2.0)
         rec = RecordingApp(app)
         with serve(rec) as url:
             yield Live(url, fake, rec, settings, recorded)

@@ -16,7 +16,15 @@ from ctxgate.server import create_app
 from ctxgate.server.upstream import Upstream, forward_headers, join_url, map_errors, relay_headers
 from ctxgate.settings import Settings
 from ctxgate.store.base import LedgerRow
-from tests.server.fake_upstream import SSE_HEADERS, FakeUpstream, Reply, anthropic_stream, serve
+from tests.server.fake_upstream import (
+    SSE_HEADERS,
+    FakeUpstream,
+    Reply,
+    RowTap,
+    anthropic_stream,
+    proxy_app,
+    serve,
+)
 from tests.server.test_proxy import anthropic_body
 
 
@@ -89,34 +97,18 @@ async def test_upstream_sends_exactly_the_given_headers(tmp_path: Path) -> None:
 
 
 class Gate:
-    def __init__(self, url: str, fake: FakeUpstream, rows: list[LedgerRow]) -> None:
+    def __init__(self, url: str, fake: FakeUpstream, rows: RowTap) -> None:
         self.url, self.fake, self.rows = url, fake, rows
 
-    def row_after(self, n: int, deadline_s: float = 5.0) -> LedgerRow:
-        """The row recorded after the first ``n`` (waits for the relay to finish)."""
-        end = time.monotonic() + deadline_s
-        while len(self.rows) <= n and time.monotonic() < end:
-            time.sleep(0.01)
-        return self.rows[n]
+    def row_after(self, n: int) -> LedgerRow:
+        return self.rows.after(n)
 
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
     fake = FakeUpstream()
     with serve(fake) as fake_url:
-        settings = Settings(data_dir=tmp_path_factory.mktemp("gate"), ledger_store="memory",
-                            decision_store="memory", anthropic_upstream=fake_url, openai_upstream=fake_url + "/v1",
-                            read_timeout_s=1.0)
-        app = create_app(settings)
-        rows: list[LedgerRow] = []
-        recorder = app.state.ctx.recorder
-        original = recorder.record
-
-        def record(row: LedgerRow) -> None:  # keep a copy, then the real recorder
-            rows.append(row)
-            original(row)
-
-        recorder.record = record
+        app, _, rows = proxy_app(fake_url, tmp_path_factory.mktemp("gate"), read_timeout_s=1.0)
         with serve(app) as url:
             yield Gate(url, fake, rows)
 
