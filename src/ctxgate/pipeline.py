@@ -355,29 +355,11 @@ class Pipeline:
                     await self.decisions.put_many(plan.decisions)
         except StoreError as exc:
             return await self._passthrough(raw, info, conv, session, "store_unavailable", str(exc), prev)
-        if info.defer_count:
-            return PipelineResult(
-                body=plan.body,
-                tokens_before=0,
-                tokens_after=0,
-                estimator="pending",
-                session_id=session,
-                transforms=sorted(plan.transforms),
-                ccr_hashes=sorted(plan.originals),
-                skip_reason=None if plan.edits else "no_change",
-                counts=dict(plan.counts),
-                fields=prep.fields,
-                model=info.model,
-                pending=functools.partial(self._count, conv, info.model, prev, prep.memo),
-                removed=plan.delta,
-            )
-        before = plan.before
-        assert before is not None
-        return PipelineResult(
+        result = PipelineResult(
             body=plan.body,
-            tokens_before=before.tokens,
-            tokens_after=before.tokens - plan.delta,
-            estimator=before.estimator,
+            tokens_before=0,
+            tokens_after=0,
+            estimator="pending",
             session_id=session,
             transforms=sorted(plan.transforms),
             ccr_hashes=sorted(plan.originals),
@@ -386,6 +368,15 @@ class Pipeline:
             fields=prep.fields,
             model=info.model,
         )
+        if info.defer_count:
+            result.pending = functools.partial(self._count, conv, info.model, prev, prep.memo)
+            result.removed = plan.delta
+            return result
+        before = plan.before
+        assert before is not None
+        result.tokens_before, result.tokens_after = before.tokens, before.tokens - plan.delta
+        result.estimator = before.estimator
+        return result
 
     def _prepare(
         self, raw: bytes, info: RequestInfo, prev: _Memo | None, with_keys: bool, policy: pol.Policy | None = None
