@@ -4,8 +4,11 @@ For each corpus type, outputs are concatenated (or cut) to about 10,000 o200k to
 at a line boundary; JSON types use the corpus file nearest to 10K tokens, plus a
 generated array of 200 objects (about 10K tokens pretty-printed). Each input is compressed ``--repeat`` times at level ``balanced`` with the token
 count cache emptied before every call (in production every block is new), and p50 /
-p99 / max in milliseconds are printed per type. Targets (issue 4): p50 < 5 ms,
-p99 < 50 ms. Reported, never asserted in tests.
+p99 / max in milliseconds are printed per type. Two ways, alternating call by call: as
+the proxy calls it (the input counted by the caller, which needs that count for its
+ledger whether or not the block is compressed, and passed as ``tokens_before``; the
+result is counted by the engine), and with the engine counting the input as well.
+Targets (issue 4): p50 < 5 ms, p99 < 50 ms. Reported, never asserted in tests.
 
     .venv/bin/python bench/bench_engine_latency.py [--corpus ../shared/corpus] [--repeat 50]
 """
@@ -67,15 +70,25 @@ def samples(corpus: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def measure(text: str, tool: str, repeat: int) -> list[float]:
+def measure(text: str, tool: str, repeat: int) -> tuple[list[float], list[float]]:
+    """Milliseconds per call, two ways, alternating so that both see the same load:
+    the call as the proxy makes it (the input already counted for the ledger, passed as
+    ``tokens_before``; the result is counted by the engine), and the engine counting the
+    input too."""
     ctx = engine.Context(tool_name=tool, level="balanced", model="gpt-4o")
-    took = []
+    given, counting = [], []
     for _ in range(repeat):
         tokens._CACHE._data.clear()  # every block is new in production: no cached counts
+        n = tokens.count(text, ctx.model).tokens  # the caller's count, not timed
+        tokens._CACHE._data.clear()
+        t0 = time.perf_counter()
+        engine.compress(text, ctx, tokens_before=n)
+        given.append((time.perf_counter() - t0) * 1000)
+        tokens._CACHE._data.clear()
         t0 = time.perf_counter()
         engine.compress(text, ctx)
-        took.append((time.perf_counter() - t0) * 1000)
-    return took
+        counting.append((time.perf_counter() - t0) * 1000)
+    return given, counting
 
 
 def every_file(folder: Path, repeat: int) -> int:
@@ -84,16 +97,17 @@ def every_file(folder: Path, repeat: int) -> int:
     rows = []
     for f in sorted(x for x in folder.iterdir() if x.suffix != ".jsonl"):
         text = f.read_text(encoding="utf-8", errors="replace")
-        took = measure(text, tool, repeat)
+        given, counting = measure(text, tool, repeat)
         n = tokens.count(text, "gpt-4o").tokens
-        rows.append((n, statistics.median(took), f.name))
-    print("| file | tokens in | p50 ms | p50 ms per 10K tokens |")
-    print("|---|---|---|---|")
-    for n, ms, name in sorted(rows):
-        print(f"| {name} | {n} | {ms:.2f} | {ms / n * 10_000:.2f} |")
-    per10k = sorted(ms / n * 10_000 for n, ms, _ in rows)
+        rows.append((n, statistics.median(given), statistics.median(counting), f.name))
+    print("| file | tokens in | p50 ms | p50 ms per 10K tokens | p50 ms counting the input |")
+    print("|---|---|---|---|---|")
+    for n, ms, ms_counting, name in sorted(rows):
+        print(f"| {name} | {n} | {ms:.2f} | {ms / n * 10_000:.2f} | {ms_counting:.2f} |")
+    per10k = sorted(ms / n * 10_000 for n, ms, _, _ in rows)
+    under = sum(1 for n, ms, _, _ in rows if ms / n * 10_000 < 5)
     print(f"\nmedian over files: {statistics.median(per10k):.2f} ms per 10K tokens "
-          f"(min {per10k[0]:.2f}, max {per10k[-1]:.2f})")
+          f"(min {per10k[0]:.2f}, max {per10k[-1]:.2f}); under 5 ms per 10K tokens: {under} of {len(rows)}")
     return 0
 
 
@@ -116,17 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     engine.compress("warm up " * 100, engine.Context())
     if args.every_file:
         return every_file(args.corpus / "outputs" / args.every_file, args.repeat)
-    print("| type | tokens in | tokens out | compressor | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| type | tokens in | tokens out | compressor | p50 ms | p99 ms | max ms "
+        "| p50 ms counting the input | p99 ms counting the input |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, (text, tool) in samples(args.corpus).items():
         out = engine.compress(text, engine.Context(tool_name=tool, model="gpt-4o"))
-        took = sorted(measure(text, tool, args.repeat))
-        p99 = took[min(len(took) - 1, round(0.99 * (len(took) - 1)))]
+        given, counting = (sorted(x) for x in measure(text, tool, args.repeat))
         print(
             f"| {name} | {out.tokens_before} | {out.tokens_after} | {out.content_type} | "
-            f"{statistics.median(took):.2f} | {p99:.2f} | {took[-1]:.2f} |"
+            f"{statistics.median(given):.2f} | {_p99(given):.2f} | {given[-1]:.2f} | "
+            f"{statistics.median(counting):.2f} | {_p99(counting):.2f} |"
         )
     return 0
+
+
+def _p99(took: list[float]) -> float:
+    return took[min(len(took) - 1, round(0.99 * (len(took) - 1)))]
 
 
 if __name__ == "__main__":

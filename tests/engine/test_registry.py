@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ctxgate import tokens
 from ctxgate.engine import Context, Original, Result, compress, registry
+from ctxgate.engine._api import Compressor
 
 
 class Upper:
@@ -206,3 +207,60 @@ def test_token_counts_are_of_the_returned_text_on_the_corpus(corpus) -> None:
     for f in files[::4]:
         out = compress(f.read_text(encoding="utf-8", errors="replace"), Context(tool_name="Bash"))
         assert out.tokens_after == tokens.count(out.text).tokens, f.name
+
+
+def test_ask_first_final_score_spares_scorers_that_cannot_win(monkeypatch) -> None:
+    asked: list[str] = []
+
+    def scorer(name: str, score: float, cap: float) -> Compressor:
+        def score_fn(self: object, text: str, ctx: Context) -> float:
+            asked.append(name)
+            return score
+
+        return type(name, (), {"name": name, "max_score": cap, "score": score_fn, "compress": Idle.compress})()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(registry, "ASK_FIRST", frozenset({"cheap"}))
+    weak, sure, cheap = scorer("weak", 0.8, 0.85), scorer("sure", -1.0, 0.95), scorer("cheap", 0.95, 0.95)
+    found = registry.detect("x", Context(), (weak, sure, cheap))
+    # an earlier entry that could tie with the final score is still asked (ties go to it)
+    assert found is cheap and asked == ["cheap", "sure"]
+    asked.clear()
+    tie = scorer("tie", 0.95, 0.95)
+    assert registry.detect("x", Context(), (weak, tie, cheap)) is tie and asked == ["cheap", "tie"]
+    asked.clear()
+    # without a final score the cheap entry's score still rules out earlier ones below it
+    low, mid = scorer("low", 0.3, 0.5), scorer("cheap", 0.7, 0.95)
+    assert registry.detect("x", Context(), (low, mid)) is mid and asked == ["cheap"]
+    asked.clear()
+    high = scorer("high", 0.9, 0.9)
+    assert registry.detect("x", Context(), (high, mid)) is high and asked == ["cheap", "high"]
+
+
+def test_detect_gives_the_same_answer_as_asking_every_scorer_in_order(corpus) -> None:
+    """``ASK_FIRST`` and the ``max_score`` skips change what is asked, never the answer."""
+
+    def slow(text: str, ctx: Context) -> str | None:
+        for c in registry.COMPRESSORS:  # the first final score, else the highest (earliest on ties)
+            if registry._score(c, text, ctx) >= registry.FINAL_SCORE:
+                return c.name
+        scored = [(registry._score(c, text, ctx), -i, c.name) for i, c in enumerate(registry.COMPRESSORS)]
+        best = max(scored)
+        return best[2] if best[0] > 0 else None
+
+    files = sorted(f for f in (corpus / "outputs").rglob("*") if f.is_file() and f.suffix != ".jsonl")
+    for f in files[1::3]:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        for tool in (None, "WebFetch"):
+            found = registry.detect(text, Context(tool_name=tool))
+            assert (found.name if found else None) == slow(text, Context(tool_name=tool)), f.name
+
+
+def test_a_count_from_the_caller_is_used_and_changes_nothing_else() -> None:
+    lines = "\n".join(f"2024-01-01 12:00:{i % 60:02d} INFO worker-{i} processed item {i}" for i in range(300))
+    ctx = Context(tool_name="bash", model="gpt-4o")
+    own = compress(lines, ctx)
+    given = compress(lines, ctx, tokens_before=tokens.count(lines, "gpt-4o").tokens)
+    assert own == given and own.changed
+    # the never-grow rule compares with the count given: a smaller one leaves the text as it is
+    small = compress(lines, ctx, tokens_before=own.tokens_after)
+    assert small.text == lines and not small.changed and small.tokens_before == own.tokens_after

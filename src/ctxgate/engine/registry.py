@@ -12,8 +12,8 @@
    tables), 0.2 to 0.5 for weak evidence or a fallback (prose, mixed sections). A score of
    ``FINAL_SCORE`` (0.95) or more ends the search at once (a file read, a complete JSON
    parse), which keeps the other scorers off the largest outputs. A compressor whose
-   ``max_score`` (the most its ``score`` returns) is no higher than the best score so far
-   is not asked either.
+   ``max_score`` (the most its ``score`` returns) cannot change the answer is not asked
+   either; the cheap ``ASK_FIRST`` scorers (HTML) run first for that (``detect``).
 4. Below the winner's minimum size (``ctx.min_tokens_for(name, compressor.min_tokens)``)
    nothing happens. A compressor with ``verbatim = True`` (source code) is never changed.
 5. The compressor runs. ``ValueError`` (or any other error) means the original passes
@@ -92,14 +92,36 @@ def _score(c: Compressor, text: str, ctx: Context) -> float:
         return -1.0
 
 
+#: Compressors whose scorer is cheap (it reads the head of the text) and often final: asked
+#: before the others, so that a final score (an HTML page) spares the scorers that cannot win.
+ASK_FIRST = frozenset({"html"})
+
+
 def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None = None) -> Compressor | None:
-    """The compressor with the highest positive score, or None."""
+    """The first compressor (in order) with a ``FINAL_SCORE``, else the one with the highest
+    positive score (ties: the earlier one), or None.
+
+    The ``ASK_FIRST`` scorers run first; the others are then asked in order, skipping those
+    whose ``max_score`` cannot change the answer: below ``FINAL_SCORE`` when a later entry
+    already has a final score, no higher than the best earlier score, or below a later entry's.
+    """
+    cs = COMPRESSORS if compressors is None else compressors
+    early = {i: _score(c, text, ctx) for i, c in enumerate(cs) if c.name in ASK_FIRST}
+    final = next((i for i in sorted(early) if early[i] >= FINAL_SCORE), None)
     best: Compressor | None = None
     best_score = 0.0
-    for c in COMPRESSORS if compressors is None else compressors:
-        if getattr(c, "max_score", 1.0) <= best_score:
-            continue  # it cannot win (ties go to the earlier entry): not worth scoring
-        s = _score(c, text, ctx)
+    for i, c in enumerate(cs):
+        if i == final:
+            return c  # no earlier entry had a final score
+        s = early.get(i)
+        if s is None:
+            cap = getattr(c, "max_score", 1.0)
+            if final is not None:
+                if cap < FINAL_SCORE:
+                    continue  # the answer is a final score, here or later: this one cannot give it
+            elif cap <= best_score or any(v > cap for j, v in early.items() if j > i):
+                continue  # it cannot win (ties go to the earlier entry): not worth scoring
+            s = _score(c, text, ctx)
         if s >= FINAL_SCORE:
             return c
         if s > best_score:
@@ -107,9 +129,15 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
     return best
 
 
-def compress(text: str, ctx: Context) -> Outcome:
-    """Compress one piece of tool output. Never raises; never returns more tokens."""
-    return _dispatch(text, ctx, COMPRESSORS)
+def compress(text: str, ctx: Context, *, tokens_before: int | None = None) -> Outcome:
+    """Compress one piece of tool output. Never raises; never returns more tokens.
+
+    ``tokens_before``: the caller's count of ``text`` for ``ctx.model``
+    (``tokens.count(text, ctx.model).tokens``), when it has one (the proxy counts every
+    block for its ledger anyway): the input is then not counted again. The never-grow
+    rule compares with it, so it must be that exact count.
+    """
+    return _dispatch(text, ctx, COMPRESSORS, before=tokens_before)
 
 
 def compress_part(
@@ -128,16 +156,22 @@ def compress_part(
     if out.changed or not fallback or out.content_type == fallback:
         return out
     only = tuple(c for c in allowed if c.name == fallback)
-    return _dispatch(text, ctx, only, fallback) if only else out
+    counted = out.tokens_before if out.content_type != "unknown" or out.tokens_before else None
+    return _dispatch(text, ctx, only, fallback, before=counted) if only else out
 
 
 def _dispatch(
-    text: str, ctx: Context, compressors: tuple[Compressor, ...], fallback: str | None = None
+    text: str,
+    ctx: Context,
+    compressors: tuple[Compressor, ...],
+    fallback: str | None = None,
+    before: int | None = None,
 ) -> Outcome:
-    try:
-        before = tokens.count(text, ctx.model).tokens
-    except Exception as exc:  # noqa: BLE001 - e.g. text that cannot be encoded at all
-        return Outcome(text, "unknown", 0, 0, (), (), (f"tokens: {type(exc).__name__}",))
+    if before is None:
+        try:
+            before = tokens.count(text, ctx.model).tokens
+        except Exception as exc:  # noqa: BLE001 - e.g. text that cannot be encoded at all
+            return Outcome(text, "unknown", 0, 0, (), (), (f"tokens: {type(exc).__name__}",))
     if ctx.level == "off":
         return _unchanged(text, "unknown", before, "level: off")
     if before < ctx.min_tokens:
