@@ -546,6 +546,47 @@ async def test_a_long_run_repeated_from_an_earlier_output_becomes_a_reference() 
     assert await store.get("default", key) == later
 
 
+async def test_a_write_that_prints_what_it_wrote_points_at_its_own_input() -> None:
+    """Write is protected, but its echo of the file it wrote is in the request already, byte for
+    byte, in the call's input, which is never changed: the echo becomes a reference."""
+    p, store = make()
+    content = "\n".join(f"line {i}: {hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(60))
+    numbered = "\n".join(f"{i + 1:>6}→{x}" for i, x in enumerate(content.split("\n")))
+    out = f"The file /a.py has been updated. Here's the result of running `cat -n` on a snippet:\n{numbered}"
+    turns = [("user", "go"), ("call", "w", "Write", {"file_path": "/a.py", "content": content}), ("result", "w", out)]
+    raw = anthropic_request(turns)
+    r = await p.run(raw, INFO)
+    assert r.counts == {"echo": 1} and r.transforms == ["echo"]
+    (key,) = r.ccr_hashes
+    assert tool_texts(r.body) == [
+        "The file /a.py has been updated. Here's the result of running `cat -n` on a snippet:\n"
+        f'[60 lines numbered 1-60 in the form "     1→": lines 1-60 of the "content" argument of this Write call; '
+        f"retrieve: {key}]"
+    ]
+    assert await store.get("default", key) == out
+    assert_only_spans_changed(raw, r.body, [(b.start, b.end) for b in anthropic.parse(raw).blocks])
+
+
+async def test_a_protected_read_repeating_an_earlier_read_stays_exact_unless_runs_are_allowed() -> None:
+    lines = [f"{i + 1:>6}→def f{i}(): return {hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(80)]
+    second = "\n".join([*lines[:40], "    41→def inserted(): pass", *lines[41:]])
+    turns = [("user", "go"), ("call", "a", "Read", {"file_path": "/h.py"}), ("result", "a", "\n".join(lines)),
+             ("call", "b", "Read", {"file_path": "/h.py"}), ("result", "b", second)]
+    raw = anthropic_request(turns)
+    p, _ = make()
+    r = await p.run(raw, INFO)
+    assert r.body == raw and r.counts == {"protected": 2, "first_with_history": 1}
+    p, _ = make(protected_dedupe="runs")
+    r = await p.run(raw, INFO)
+    assert r.counts == {"protected": 1, "repeat": 1, "first_with_history": 1}
+    (key,) = r.ccr_hashes
+    assert tool_texts(r.body)[1] == (
+        f"[40 lines same as lines 1-40 of the output of tool call a above; retrieve: {key}]\n"
+        f"    41→def inserted(): pass\n"
+        f"[39 lines same as lines 42-80 of the output of tool call a above; retrieve: {key}]"
+    )
+
+
 def tokens_by_definition(raw: bytes, model: str) -> int:
     """``tokens_before`` as documented: outputs as decoded text, messages without them, the rest as JSON text."""
     from ctxgate import tokens

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from ctxgate import conversation, engine, tokens
 from ctxgate.conversation import Conversation, Edit
 from ctxgate.conversation import policy as pol
+from ctxgate.conversation import references as refs
 from ctxgate.engine._api import retrieval_key
 from ctxgate.errors import ConfigError, StoreError
 from ctxgate.settings import Level, Settings
@@ -464,7 +465,7 @@ class Pipeline:
         plan = _Plan(body=raw)
         if not info.defer_count:
             plan.before = self._count(conv, info.model, prev, memo)
-        dups = pol.duplicates(conv.blocks)
+        dups = refs.duplicates(conv.blocks)
         stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
         sent: dict[int, str] = {}  # block index -> text that goes upstream
@@ -533,24 +534,36 @@ class Pipeline:
         call = conv.calls.get(b.tool_id)
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
-        if reason is not None and first is None:
-            return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
+        referable = first is not None or policy.protected_runs or refs.may_echo(call)
+        if reason == "level_off" or (reason is not None and not referable):
+            return _Decision(None, reason or "level_off")  # kept whatever its size: not counted here (see ``_count``)
         n = tokens.count(b.text, info.model).tokens
         reason = policy.protection(b, call, n)
         # a protected output may point only at a copy that went upstream exactly
         if (
             first is not None
-            and n >= pol.DEDUP_MIN_TOKENS
+            and n >= refs.DEDUP_MIN_TOKENS
             and policy.level_for(b.tool_name) != "off"
             and (reason not in ("protected", "file_read") or sent.get(first.index) == first.text)
         ):
             ref = retrieval_key(b.text)
-            return _Decision(pol.duplicate_marker(first, ref), "duplicate", {ref: b.text}, ("duplicate",))
-        if reason is not None:
+            return _Decision(refs.duplicate_marker(first, ref), "duplicate", {ref: b.text}, ("duplicate",))
+        if reason is not None and reason not in ("protected", "file_read"):
             return _Decision(None, reason)
-        # a long run of lines repeated from an earlier output that went upstream exactly
-        exact = [e for e in conv.blocks[: b.index] if sent.get(e.index) == e.text]
-        rep = pol.repeated_lines(b, exact) if exact else None
+        # runs of text the request holds byte for byte: the call's own arguments (never changed),
+        # and earlier outputs as they went upstream (for a protected one, only with ``protected_runs``)
+        earlier = None
+        if reason is None or policy.protected_runs:
+            earlier = [(e, sent[e.index]) for e in conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]]
+        found = refs.references(b, call, earlier)
+        best = None
+        if found:
+            ref = retrieval_key(b.text)
+            kinds = tuple(sorted({"repeat" if isinstance(r, refs.Repeat) else "echo" for r in found}))
+            text = refs.reference_text(b, call, found, ref)
+            best = _Decision(text, "repeat" if "repeat" in kinds else "echo", {ref: b.text}, kinds)
+        if reason is not None:  # protected: a reference, or nothing
+            return best if best is not None else _Decision(None, reason)
         outcome = engine.compress(
             b.text,
             engine.Context(
@@ -562,11 +575,8 @@ class Pipeline:
                 min_tokens=policy.min_tokens,
             ),
         )
-        if rep is not None:
-            ref = retrieval_key(b.text)
-            text = pol.repeat_text(b, rep, ref)
-            if tokens.count(text, info.model).tokens < outcome.tokens_after:
-                return _Decision(text, "repeat", {ref: b.text}, ("repeat",))
+        if best is not None and best.value is not None and tokens.count(best.value, info.model).tokens < outcome.tokens_after:
+            return best
         if not outcome.changed:
             return _Decision(None, "verbatim")
         return _Decision(outcome.text, "compressed", {o.key: o.text for o in outcome.originals}, outcome.transforms)

@@ -80,7 +80,18 @@ class Settings(BaseSettings):
     )
     protected_tools: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PROTECTED_TOOLS),
-        description="Tool names whose output is never changed (exact-string edit targets).",
+        description=(
+            "Tool names whose output is never compressed (exact-string edit targets); it may only be "
+            "replaced by a reference to a copy the conversation already holds byte for byte."
+        ),
+    )
+    protected_dedupe: Literal["whole", "runs"] = Field(
+        "whole",
+        description=(
+            "References allowed in a protected output or file read: 'whole' (a whole copy of an earlier "
+            "output, or the text of the call's own arguments, such as a Write that prints the file it "
+            "wrote) or 'runs' (also runs of 8+ lines repeated from an earlier exact output)."
+        ),
     )
     min_tokens: int = Field(
         250, ge=0, description="Tool outputs smaller than this many tokens are never compressed."

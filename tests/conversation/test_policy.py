@@ -100,18 +100,6 @@ def test_levels_per_tool() -> None:
     assert pol.Policy.from_settings(Settings(level="lossless")).level == "lossless"
 
 
-def test_duplicates_point_at_the_first_copy() -> None:
-    raw = openai_chat_request([
-        ("user", "go"),
-        ("call", "a", "bash", {"command": "ls"}), ("result", "a", "same"),
-        ("call", "b", "bash", {"command": "ls"}), ("result", "b", "other"),
-        ("call", "c", "bash", {"command": "ls"}), ("result", "c", "same"),
-        ("call", "d", "bash", {"command": "ls"}), ("result", "d", "same"),
-    ])
-    dups = pol.duplicates(openai_chat.parse(raw).blocks)
-    assert {i: b.tool_id for i, b in dups.items()} == {2: "a", 3: "a"}
-
-
 def test_stale_reads_need_a_later_write_to_the_same_path() -> None:
     raw = anthropic_request([
         ("user", "go"),
@@ -126,28 +114,13 @@ def test_stale_reads_need_a_later_write_to_the_same_path() -> None:
     assert {conv.blocks[i].tool_id: (path, w.id) for i, (path, w) in stale.items()} == {"r1": ("/a.py", "w1")}
 
 
-def test_markers_name_the_call_and_the_retrieval_key() -> None:
-    first = block()
-    assert pol.duplicate_marker(first, "ctx_1") == "[same output as tool call c1 above; retrieve: ctx_1]"
+def test_stale_marker_names_the_call_and_the_retrieval_key() -> None:
     m = pol.stale_marker("/a.py", ToolCall("w", "Edit", "{}", 3), "ctx_2")
     assert "/a.py" in m and "Edit" in m and "ctx_2" in m and m.startswith("[stale read")
 
 
 def test_arguments_tolerate_non_objects() -> None:
     assert pol.arguments(call("x", [1])) == {} and pol.arguments(None) == {}
-
-
-def test_repeated_lines_finds_the_longest_shared_run() -> None:
-    common = [f"line {i} of the shared part" for i in range(20)]
-    earlier = Block(0, 1, "a", -1, "\n".join(["status: running", *common]), 0, 0)
-    other = Block(1, 3, "b", -1, "\n".join(common[:9]), 0, 0)
-    now = Block(2, 5, "c", -1, "\n".join(["status: done", *common, "42 passed"]), 0, 0)
-    rep = pol.repeated_lines(now, [earlier, other])
-    assert rep is not None and (rep.first.tool_id, rep.first_start, rep.start, rep.end) == ("a", 1, 1, 21)
-    text = pol.repeat_text(now, rep, "ctx_k")
-    assert text == "status: done\n[20 lines same as lines 2-21 of the output of tool call a above; retrieve: ctx_k]\n42 passed"
-    assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(common[:5]), 0, 0), [earlier]) is None  # too short
-    assert pol.repeated_lines(Block(3, 7, "d", -1, "\n".join(f"x{i}" for i in range(30)), 0, 0), [earlier]) is None
 
 
 def test_price_floor() -> None:

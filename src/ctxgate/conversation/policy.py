@@ -14,7 +14,6 @@ block of every session once).
 
 from __future__ import annotations
 
-import difflib
 import json
 import posixpath
 import re
@@ -26,13 +25,6 @@ from ctxgate.conversation._base import Block, Conversation, ToolCall
 from ctxgate.settings import Level, Settings
 
 POLICY_VERSION = "1"
-
-#: a duplicate output shorter than this (tokens) is kept: the reference would not pay
-DEDUP_MIN_TOKENS = 40
-#: a run of lines repeated from an earlier output is referenced only from this many lines
-REPEAT_MIN_LINES = 8
-#: earlier outputs searched for a repeated run of lines (the most recent ones)
-REPEAT_LOOKBACK = 40
 
 _READ_TOOLS = {
     "read", "read_file", "view_file", "notebookread", "mcp__filesystem__read_file",
@@ -255,6 +247,10 @@ class Policy:
     tool_levels: tuple[tuple[str, Level], ...] = ()
     #: models whose input price (USD per 1M tokens) is below this are not compressed
     price_floor_per_mtok: float = 0.0
+    #: a protected output's long runs of lines repeated from an earlier exact output may become
+    #: references (``protected_dedupe = "runs"``); by default only a whole copy or an echo of the
+    #: call's own arguments may (see ``references``)
+    protected_runs: bool = False
 
     @classmethod
     def from_settings(
@@ -273,6 +269,7 @@ class Policy:
             level=level or settings.level,
             tool_levels=tuple(sorted((k.lower(), v) for k, v in settings.tool_levels.items())),
             price_floor_per_mtok=settings.price_floor_per_mtok,
+            protected_runs=settings.protected_dedupe == "runs",
         )
 
     def below_price_floor(self, price_per_mtok: float | None) -> bool:
@@ -310,65 +307,6 @@ class Policy:
         return None
 
 
-def duplicates(blocks: list[Block]) -> dict[int, Block]:
-    """Block index -> the first earlier block with exactly the same text."""
-    first: dict[str, Block] = {}
-    out: dict[int, Block] = {}
-    for b in blocks:
-        seen = first.get(b.text)
-        if seen is None:
-            first[b.text] = b
-        elif b.text:
-            out[b.index] = seen
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Repeat:
-    """Lines ``[start, end)`` of an output are lines ``[first_start, first_start + end - start)`` of ``first``."""
-
-    first: Block
-    first_start: int
-    start: int
-    end: int
-
-
-def repeated_lines(block: Block, earlier: list[Block]) -> Repeat | None:
-    """The longest run of at least ``REPEAT_MIN_LINES`` lines this output shares with one earlier output.
-
-    For outputs that repeat most of an earlier one (a polled background task, a re-run test suite,
-    a second ``git log``): the run can be replaced by a reference, the rest stays.
-    """
-    lines = block.text.split("\n")
-    if len(lines) < REPEAT_MIN_LINES:
-        return None
-    wanted = set(lines)
-    best: Repeat | None = None
-    # autojunk: lines that make up over 1% of a long output cannot start a run, which bounds the work
-    matcher = difflib.SequenceMatcher(None, autojunk=True)
-    matcher.set_seq2(lines)
-    for e in earlier[-REPEAT_LOOKBACK:]:
-        other = e.text.split("\n")
-        if len(other) < REPEAT_MIN_LINES or len(wanted.intersection(other)) < REPEAT_MIN_LINES:
-            continue
-        matcher.set_seq1(other)
-        m = matcher.find_longest_match(0, len(other), 0, len(lines))
-        if m.size >= REPEAT_MIN_LINES and (best is None or m.size > best.end - best.start):
-            best = Repeat(e, m.a, m.b, m.b + m.size)
-    return best
-
-
-def repeat_text(block: Block, rep: Repeat, key: str) -> str:
-    """The output with the repeated run replaced by a reference to the earlier output."""
-    lines = block.text.split("\n")
-    a, b = rep.first_start + 1, rep.first_start + rep.end - rep.start
-    where = f"tool call {rep.first.tool_id}" if rep.first.tool_id else "an earlier tool call"
-    marker = (
-        f"[{rep.end - rep.start} lines same as lines {a}-{b} of the output of {where} above; retrieve: {key}]"
-    )
-    return "\n".join(lines[: rep.start] + [marker] + lines[rep.end :])
-
-
 def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
     """Block index -> (path, the later call that changed it) for reads a later write made obsolete."""
     writes: dict[str, ToolCall] = {}
@@ -388,11 +326,6 @@ def stale_reads(conv: Conversation) -> dict[int, tuple[str, ToolCall]]:
         if read and writer is not None and reader is not None and writer.message > reader.message:
             out[b.index] = (read, writer)
     return out
-
-
-def duplicate_marker(first: Block, key: str) -> str:
-    where = f"tool call {first.tool_id}" if first.tool_id else "an earlier tool call"
-    return f"[same output as {where} above; retrieve: {key}]"
 
 
 def stale_marker(path: str, writer: ToolCall, key: str) -> str:

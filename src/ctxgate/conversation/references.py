@@ -1,0 +1,270 @@
+"""References: text a tool output repeats from the conversation, replaced by a pointer to it.
+
+Three kinds, all lossless for the model (the text it points at is in the same request, byte
+for byte) and each carrying a retrieval key for the original:
+
+- a **duplicate**: an output identical to an earlier one;
+- a **repeat**: a run of lines of an earlier output (a re-run test suite, a polled task, a
+  file read again after a small edit);
+- an **echo**: a run of lines of a string argument of the output's own tool call (a Write
+  that prints the file it wrote, numbered like ``cat -n``; a plan tool that repeats the plan).
+  Tool-call inputs are never changed, so what an echo points at always goes upstream as sent.
+
+Which outputs may hold which references is the pipeline's decision (a protected output or
+file read may point only at text that went upstream exactly; see ``Policy.protected_runs``).
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ctxgate.conversation._base import Block, ToolCall
+from ctxgate.conversation.policy import arguments
+
+#: a duplicate output shorter than this (tokens) is kept: the reference would not pay
+DEDUP_MIN_TOKENS = 40
+#: a run of repeated lines is referenced only from this many lines
+MIN_LINES = 8
+#: earlier outputs searched for repeated runs of lines (the most recent ones)
+LOOKBACK = 100
+#: a line found at more places than this in the earlier text does not start a run (a blank line,
+#: a lone brace); runs still extend through such lines. Bounds the work per output line.
+_MAX_ANCHORS = 8
+#: a line-number prefix as ``cat -n``, ``nl`` and editors' file views print it ("     1→", "    12\t")
+_NUMBER_PREFIX = re.compile(r"( *)(\d+)(→|\t)")
+
+
+def duplicates(blocks: list[Block]) -> dict[int, Block]:
+    """Block index -> the first earlier block with exactly the same text."""
+    first: dict[str, Block] = {}
+    out: dict[int, Block] = {}
+    for b in blocks:
+        seen = first.get(b.text)
+        if seen is None:
+            first[b.text] = b
+        elif b.text:
+            out[b.index] = seen
+    return out
+
+
+def duplicate_marker(first: Block, key: str) -> str:
+    return f"[same output as {_where(first)} above; retrieve: {key}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Lines ``[start, end)`` of an output are lines ``[first_start, first_start + end - start)`` of
+    ``first``'s text as it went upstream (itself with references in it, or compressed, perhaps)."""
+
+    first: Block
+    first_start: int
+    start: int
+    end: int
+
+    def marker(self, call: ToolCall | None, key: str) -> str:
+        a, b = self.first_start + 1, self.first_start + self.end - self.start
+        return f"[{self.end - self.start} lines same as lines {a}-{b} of the output of {_where(self.first)} above; retrieve: {key}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """Lines ``[start, end)`` of an output repeat lines ``[arg_start, arg_start + end - start)`` of
+    the string argument ``name`` of the output's own tool call, each behind the line number
+    ``number + i`` formatted ``f"{n:>{width}}{sep}"`` (``number`` None: behind nothing)."""
+
+    name: str
+    arg_start: int
+    start: int
+    end: int
+    number: int | None = None
+    width: int = 0
+    sep: str = ""
+
+    def prefix(self, n: int) -> str:
+        return "" if self.number is None else f"{n:>{self.width}}{self.sep}"
+
+    def marker(self, call: ToolCall | None, key: str) -> str:
+        k = self.end - self.start
+        tool = f" {call.name}" if call is not None else ""
+        what = f'lines {self.arg_start + 1}-{self.arg_start + k} of the "{self.name}" argument of this{tool} call'
+        if self.number is None:
+            return f"[{k} lines: {what}, verbatim; retrieve: {key}]"
+        shown = self.prefix(self.number).replace("\t", "<tab>")
+        return f'[{k} lines numbered {self.number}-{self.number + k - 1} in the form "{shown}": {what}; retrieve: {key}]'
+
+
+Reference = Repeat | Echo
+_R = TypeVar("_R", Repeat, Echo, Reference)
+
+
+def shared_runs(earlier: list[str], lines: list[str], min_lines: int = MIN_LINES) -> list[tuple[int, int, int]]:
+    """Runs ``(earlier_start, start, size)`` of at least ``min_lines`` equal lines, in the order of
+    ``lines``, not overlapping there; at each place the longest run wins.
+
+    A run starts at a line found at most ``_MAX_ANCHORS`` times in ``earlier`` and extends both
+    ways through any lines, so the work is linear in ``lines`` however repetitive the text is.
+    """
+    where: dict[str, list[int]] = defaultdict(list)
+    for j, line in enumerate(earlier):
+        where[line].append(j)
+    out: list[tuple[int, int, int]] = []
+    done = 0  # lines before this one belong to a run already
+    i, n, m = 0, len(lines), len(earlier)
+    while i < n:
+        anchors = where.get(lines[i], ())
+        best = None
+        if 0 < len(anchors) <= _MAX_ANCHORS:
+            for j in anchors:
+                back = 0
+                while i - back > done and j - back > 0 and earlier[j - back - 1] == lines[i - back - 1]:
+                    back += 1
+                size = back
+                while i + size - back < n and j + size - back < m and earlier[j + size - back] == lines[i + size - back]:
+                    size += 1
+                if best is None or size > best[2]:
+                    best = (j - back, i - back, size)
+        if best is not None and best[2] >= min_lines:
+            out.append(best)
+            done = i = best[1] + best[2]
+        else:
+            i += 1
+    return out
+
+
+def repeated_lines(block: Block, earlier: Sequence[tuple[Block, str]]) -> list[Repeat]:
+    """Runs of at least ``MIN_LINES`` lines this output shares with the ``LOOKBACK`` most recent
+    earlier outputs, each given with the text that went upstream for it: the longest first, not
+    overlapping, in the order of the output. Line numbers in a ``Repeat`` are those of that text."""
+    lines = block.text.split("\n")
+    if len(lines) < MIN_LINES:
+        return []
+    wanted = set(lines)
+    found: list[Repeat] = []
+    for e, text in earlier[-LOOKBACK:]:
+        other = text.split("\n")
+        if len(other) < MIN_LINES or len(wanted.intersection(other)) < MIN_LINES:
+            continue
+        found += [Repeat(e, a, b, b + size) for a, b, size in shared_runs(other, lines)]
+    return _disjoint(found)
+
+
+def _string_args(call: ToolCall | None) -> list[tuple[str, list[str]]]:
+    """The call's top-level string arguments of at least ``MIN_LINES`` lines, split."""
+    return [
+        (name, value.split("\n"))
+        for name, value in arguments(call).items()
+        if isinstance(value, str) and value.count("\n") + 1 >= MIN_LINES
+    ]
+
+
+def may_echo(call: ToolCall | None) -> bool:
+    """The call has an argument that its output could repeat (cheap: no output is read)."""
+    return call is not None and ("\\n" in call.args or "\n" in call.args) and bool(_string_args(call))
+
+
+def echoed_arguments(block: Block, call: ToolCall | None) -> list[Echo]:
+    """Runs of at least ``MIN_LINES`` lines of this output that repeat a string argument of its
+    own call, plainly or numbered line by line as ``cat -n`` prints a file: the longest first, not
+    overlapping, in the order of the output.
+
+    Every line of a run is checked exactly: ``prefix(number + i) + argument line`` equals output
+    line ``start + i``, so the reference rebuilds the output byte for byte.
+    """
+    args = _string_args(call)
+    lines = block.text.split("\n")
+    if not args or len(lines) < MIN_LINES:
+        return []
+    bare, form = _unnumbered(lines)
+    found: list[Echo] = []
+    for name, arg in args:
+        found += [Echo(name, a, b, b + size) for a, b, size in shared_runs(arg, lines)]
+        if form is not None:
+            for a, b, size in shared_runs(arg, bare):
+                found += _numbered_runs(lines, name, a, b, size, form)
+    return _disjoint(found)
+
+
+def _unnumbered(lines: list[str]) -> tuple[list[str], tuple[int, str] | None]:
+    """Each line without a number prefix, and the prefix form (width, separator) of the first
+    numbered line (None when no line has one)."""
+    form: tuple[int, str] | None = None
+    out = []
+    for line in lines:
+        m = _NUMBER_PREFIX.match(line)
+        if m is None:
+            out.append(line)
+            continue
+        if form is None:
+            form = (len(m.group(1)) + len(m.group(2)), m.group(3))
+        out.append(line[m.end() :])
+    return out, form
+
+
+def _numbered_runs(lines: list[str], name: str, a: int, b: int, size: int, form: tuple[int, str]) -> list[Echo]:
+    """Within ``size`` lines from ``b`` whose text after the number matches the argument from
+    ``a``: the runs of at least ``MIN_LINES`` lines numbered consecutively in the form ``form``."""
+    width, sep = form
+    out: list[Echo] = []
+    start: int | None = None
+    first = 0
+
+    def close(i: int) -> None:
+        if start is not None and i - start >= MIN_LINES:
+            out.append(Echo(name, a + start, b + start, b + i, first, width, sep))
+
+    for i in range(size):
+        line = lines[b + i]
+        m = _NUMBER_PREFIX.match(line)
+        n = int(m.group(2)) if m is not None else -1
+        if m is None or line[: m.end()] != f"{n:>{width}}{sep}":
+            close(i)
+            start = None
+            continue
+        if start is not None and n != first + (i - start):  # the numbering jumps: a new run
+            close(i)
+            start = None
+        if start is None:
+            start, first = i, n
+    close(size)
+    return out
+
+
+def _disjoint(found: Sequence[_R]) -> list[_R]:
+    """The longest runs first (on a tie the later one found), not overlapping, in output order."""
+    taken: list[_R] = []
+    for _, r in sorted(enumerate(found), key=lambda kr: (kr[1].start - kr[1].end, -kr[0])):
+        if all(r.end <= t.start or r.start >= t.end for t in taken):
+            taken.append(r)
+    return sorted(taken, key=lambda r: r.start)
+
+
+def references(
+    block: Block, call: ToolCall | None, earlier: Sequence[tuple[Block, str]] | None
+) -> list[Reference]:
+    """Echoes of the call's arguments and (``earlier`` given) repeats of those outputs, combined:
+    the longest first, not overlapping, in output order."""
+    found: list[Reference] = [*echoed_arguments(block, call)]
+    if earlier:
+        found += repeated_lines(block, earlier)
+    return _disjoint(found)
+
+
+def reference_text(block: Block, call: ToolCall | None, refs: list[Reference], key: str) -> str:
+    """The output with each referenced run replaced by its marker line."""
+    lines = block.text.split("\n")
+    out: list[str] = []
+    pos = 0
+    for r in refs:
+        out += lines[pos : r.start]
+        out.append(r.marker(call, key))
+        pos = r.end
+    return "\n".join(out + lines[pos:])
+
+
+def _where(block: Block) -> str:
+    return f"tool call {block.tool_id}" if block.tool_id else "an earlier tool call"

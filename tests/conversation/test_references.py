@@ -1,0 +1,200 @@
+"""References: duplicates, repeated runs of earlier outputs, echoes of a call's own arguments.
+
+Every reference must be lossless for the model: a decoder that reads only the marker lines,
+the call's arguments and the earlier outputs as sent rebuilds the output byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctxgate.conversation import openai_chat
+from ctxgate.conversation import references as refs
+from ctxgate.conversation._base import Block, ToolCall
+from tests.factories import openai_chat_request
+
+_ECHO_NUMBERED = re.compile(
+    r'\[(\d+) lines numbered (\d+)-(\d+) in the form "(.*)": lines (\d+)-(\d+) of the "(.+)" argument '
+    r"of this .*call; retrieve: ctx_\w+\]"
+)
+_ECHO_PLAIN = re.compile(r'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of this .*call, verbatim; retrieve: ctx_\w+\]')
+_REPEAT = re.compile(r"\[(\d+) lines same as lines (\d+)-(\d+) of the output of tool call (\S+) above; retrieve: ctx_\w+\]")
+
+
+def decode(text: str, call: ToolCall | None, earlier: dict[str, str]) -> str:
+    """Rebuild an output from its markers, the call's arguments and the earlier outputs (by tool id)."""
+    args = json.loads(call.args) if call is not None else {}
+    out: list[str] = []
+    for line in text.split("\n"):
+        if m := _ECHO_NUMBERED.fullmatch(line):
+            k, n0, _, shown, a, _, name = m.groups()
+            sep = "\t" if shown.endswith("<tab>") else shown[-1]
+            width = len(shown.removesuffix("<tab>")) if sep == "\t" else len(shown) - 1
+            arg = args[name].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
+            out += [f"{int(n0) + i:>{width}}{sep}{x}" for i, x in enumerate(arg)]
+        elif m := _ECHO_PLAIN.fullmatch(line):
+            k, a, _, name = m.groups()
+            out += args[name].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
+        elif m := _REPEAT.fullmatch(line):
+            k, a, _, tool_id = m.groups()
+            out += earlier[tool_id].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def block(text: str, tool_id: str = "c9", index: int = 5) -> Block:
+    return Block(index, index, tool_id, -1, text, 0, 0, "Write")
+
+
+def call(name: str, **args: object) -> ToolCall:
+    return ToolCall("c9", name, json.dumps(args), 4)
+
+
+def roundtrip(b: Block, c: ToolCall | None, earlier: list[tuple[Block, str]] | None = None) -> str:
+    found = refs.references(b, c, earlier)
+    text = refs.reference_text(b, c, found, "ctx_k")
+    assert decode(text, c, {e.tool_id: t for e, t in earlier or []}) == b.text
+    return text
+
+
+def test_duplicates_point_at_the_first_copy() -> None:
+    raw = openai_chat_request([
+        ("user", "go"),
+        ("call", "a", "bash", {"command": "ls"}), ("result", "a", "same"),
+        ("call", "b", "bash", {"command": "ls"}), ("result", "b", "other"),
+        ("call", "c", "bash", {"command": "ls"}), ("result", "c", "same"),
+        ("call", "d", "bash", {"command": "ls"}), ("result", "d", "same"),
+    ])
+    dups = refs.duplicates(openai_chat.parse(raw).blocks)
+    assert {i: b.tool_id for i, b in dups.items()} == {2: "a", 3: "a"}
+    first = Block(0, 1, "c1", -1, "x", 0, 0)
+    assert refs.duplicate_marker(first, "ctx_1") == "[same output as tool call c1 above; retrieve: ctx_1]"
+
+
+def test_shared_runs_pass_through_common_lines_and_do_not_overlap() -> None:
+    earlier = ["a", "", "b", "", "c", "", "d", "", "e", "", "f"]
+    lines = ["x", *earlier, "y", *earlier[:9]]
+    assert refs.shared_runs(earlier, lines) == [(0, 1, 11), (0, 13, 9)]
+    assert refs.shared_runs(earlier, ["x", *earlier[:7]]) == []  # shorter than MIN_LINES
+    # a run may start at a popular line ("" is in earlier 5 times): it extends backwards to it
+    assert refs.shared_runs(earlier, earlier[1:10]) == [(1, 0, 9)]
+
+
+def test_repeated_lines_finds_the_longest_runs_of_earlier_outputs() -> None:
+    common = [f"line {i} of the shared part" for i in range(20)]
+    earlier = Block(0, 1, "a", -1, "\n".join(["status: running", *common]), 0, 0)
+    other = Block(1, 3, "b", -1, "\n".join(f"other {i}" for i in range(9)), 0, 0)
+    now = Block(2, 5, "c", -1, "\n".join(["status: done", *common, "42 passed", *(f"other {i}" for i in range(9))]), 0, 0)
+    sent = [(earlier, earlier.text), (other, other.text)]
+    rep = refs.repeated_lines(now, sent)
+    assert [(r.first.tool_id, r.first_start, r.start, r.end) for r in rep] == [("a", 1, 1, 21), ("b", 0, 22, 31)]
+    text = refs.reference_text(now, None, rep, "ctx_k")
+    assert text == (
+        "status: done\n[20 lines same as lines 2-21 of the output of tool call a above; retrieve: ctx_k]\n42 passed\n"
+        "[9 lines same as lines 1-9 of the output of tool call b above; retrieve: ctx_k]"
+    )
+    assert decode(text, None, {"a": earlier.text, "b": other.text}) == now.text
+    assert refs.repeated_lines(Block(3, 7, "d", -1, "\n".join(common[:5]), 0, 0), sent) == []  # too short
+    assert refs.repeated_lines(Block(3, 7, "d", -1, "\n".join(f"x{i}" for i in range(30)), 0, 0), sent) == []
+
+
+def test_repeats_point_at_the_text_as_it_went_upstream() -> None:
+    """An earlier output sent with a marker in it: line numbers are those of what was sent."""
+    body = [f"def f{i}(): pass" for i in range(12)]
+    first = Block(0, 1, "a", -1, "\n".join(["head", *body]), 0, 0)
+    sent_first = "[3 lines elided; retrieve: ctx_x]\n" + "\n".join(body)
+    now = Block(1, 3, "b", -1, "\n".join(["new", *body]), 0, 0)
+    rep = refs.repeated_lines(now, [(first, sent_first)])
+    assert [(r.first_start, r.start, r.end) for r in rep] == [(1, 1, 13)]
+    assert decode(refs.reference_text(now, None, rep, "ctx_k"), None, {"a": sent_first}) == now.text
+
+
+def test_a_write_that_prints_the_file_it_wrote_points_at_its_content() -> None:
+    content = "\n".join(f"line {i}" for i in range(1, 31))
+    shown = "\n".join(f"{i:>6}→line {i}" for i in range(1, 31))
+    out = block(f"The file /a.ex has been updated. Here's the result of running `cat -n` on a snippet:\n{shown}")
+    c = call("Write", file_path="/a.ex", content=content)
+    assert refs.may_echo(c)
+    text = roundtrip(out, c)
+    assert text.endswith(
+        '\n[30 lines numbered 1-30 in the form "     1→": lines 1-30 of the "content" argument of this Write call; '
+        "retrieve: ctx_k]"
+    )
+
+
+def test_echo_numbering_must_be_exact_and_consecutive() -> None:
+    content = "\n".join(f"row {i}" for i in range(40))
+    # an editor's view of lines 11-30 with tabs, one number skipped (a line the tool hid)
+    shown = [f"{n:>6}\trow {n - 1}" for n in range(11, 31) if n != 21]
+    c = call("str_replace_editor", command="create", path="/x", file_text=content)
+    found = refs.echoed_arguments(block("\n".join(shown)), c)
+    assert [(e.arg_start, e.start, e.end, e.number) for e in found] == [(10, 0, 10, 11), (21, 10, 19, 22)]
+    roundtrip(block("\n".join(shown)), c)
+    # zero-padded numbers are not the form "{n:>6}": no echo, and no false claim
+    padded = "\n".join(f"{n:06d}\trow {n - 1}" for n in range(1, 20))
+    assert refs.echoed_arguments(block(padded), c) == []
+
+
+def test_a_plan_tool_that_repeats_the_plan() -> None:
+    plan = "\n".join(["# Plan", "", *(f"- step {i}" for i in range(12))])
+    out = block(f"User has approved your plan.\n\n## Approved Plan:\n{plan}")
+    c = call("ExitPlanMode", plan=plan)
+    text = roundtrip(out, c)
+    assert text.endswith('[14 lines: lines 1-14 of the "plan" argument of this ExitPlanMode call, verbatim; retrieve: ctx_k]')
+
+
+def test_no_echo_without_a_multi_line_argument() -> None:
+    assert not refs.may_echo(call("Read", file_path="/a.py")) and not refs.may_echo(None)
+    assert refs.echoed_arguments(block("\n".join(map(str, range(20)))), call("Read", file_path="/a.py")) == []
+
+
+def test_echoes_and_repeats_combine_without_overlap() -> None:
+    content = "\n".join(f"new {i}" for i in range(10))
+    old = "\n".join(f"old {i}" for i in range(10))
+    earlier = Block(0, 1, "a", -1, old, 0, 0)
+    now = block(f"{old}\n--\n{content}")
+    text = roundtrip(now, call("Write", content=content), [(earlier, old)])
+    assert text.count("retrieve: ctx_k") == 2 and "--" in text
+
+
+lines = st.lists(st.sampled_from(["", "x", "y", "z", "}", "  return 1", "a\tb"]), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines, lines, lines, st.booleans())
+def test_references_always_decode_to_the_output(before: list[str], arg: list[str], after: list[str], numbered: bool) -> None:
+    shown = [f"{i + 1:>6}→{x}" for i, x in enumerate(arg)] if numbered else arg
+    out = block("\n".join([*before, *shown, *after]))
+    earlier = Block(0, 1, "e", -1, "\n".join(after + before), 0, 0)
+    roundtrip(out, call("Write", content="\n".join(arg)), [(earlier, earlier.text)])
+
+
+def test_every_trajectory_output_decodes(corpus: Path) -> None:
+    """All shared trajectories: each tool output against its call and the 100 outputs before it."""
+    n_refs = 0
+    for path in sorted((corpus / "trajectories").glob("*.jsonl")):
+        if path.name == "needles.jsonl":
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            conv = json.loads(line)
+            calls: dict[str, ToolCall] = {}
+            earlier: list[tuple[Block, str]] = []
+            for i, m in enumerate(conv["messages"]):
+                for tc in m.get("tool_calls") or []:
+                    calls[tc["id"]] = ToolCall(tc["id"], tc["function"]["name"], tc["function"]["arguments"], i)
+                if m["role"] != "tool" or not isinstance(m.get("content"), str):
+                    continue
+                b = Block(len(earlier), i, m.get("tool_call_id") or f"m{i}", -1, m["content"], 0, 0)
+                c = calls.get(b.tool_id)
+                found = refs.references(b, c, earlier[-refs.LOOKBACK :])
+                n_refs += len(found)
+                text = refs.reference_text(b, c, found, "ctx_k")
+                assert decode(text, c, {e.tool_id: t for e, t in earlier}) == b.text
+                earlier.append((b, text))
+    assert n_refs > 50  # the corpus has Write echoes, plan echoes and re-run outputs
