@@ -264,3 +264,23 @@ def test_last_paragraph_still_compared_with_earlier_ones() -> None:
     out = PROSE.compress(doc, BAL)
     assert "near-repeat of an earlier one" in out.text
     assert out.text.count("word5 appears") == 1
+
+
+def test_word_bytes_split_as_the_word_pattern() -> None:
+    # the shingle words come from a byte table: they must be what ``_WORD`` finds in the lowercased text
+    from ctxgate.engine.prose import _WORD, _fence, _underline, _words
+
+    samples = [
+        "Plain words, numbers 42 and snake_case_names.",
+        "Ünïcödé wörds: café naïve İstanbul \u212a-kelvin ÀB",  # non-ASCII letters separate words; K-sign lowers to k
+        "tabs\tand\u00a0nbsp\u2003em-space, emoji 🙂 mixed in",
+        "lone \ud800 surrogate and \x00 nul",
+        "",
+    ]
+    for text in samples:
+        assert [w.decode() for w in _words(text)] == _WORD.findall(text.lower()), text
+    from ctxgate.engine.prose import _FENCE, _UNDERLINE
+
+    for line in ["```py", "  ~~~", "x ```", "====", "--- ", "-=-", "''''", "#", "", "`` `", "...."]:
+        assert _fence(line) == (_FENCE.match(line) is not None), line
+        assert _underline(line) == (_UNDERLINE.match(line) is not None), line
