@@ -264,3 +264,41 @@ def test_a_count_from_the_caller_is_used_and_changes_nothing_else() -> None:
     # the never-grow rule compares with the count given: a smaller one leaves the text as it is
     small = compress(lines, ctx, tokens_before=own.tokens_after)
     assert small.text == lines and not small.changed and small.tokens_before == own.tokens_after
+
+
+def test_the_winners_prepared_state_reaches_its_compressor(monkeypatch) -> None:
+    calls: list[str] = []
+
+    class Parsing:
+        name = "parsing"
+
+        def score(self, text: str, ctx: Context) -> float:
+            return self.prepare(text, ctx)[0]
+
+        def prepare(self, text: str, ctx: Context) -> tuple[float, list[str] | None]:
+            calls.append("parse")
+            return (0.9, text.split()) if text.startswith("P") else (-1.0, None)
+
+        def compress(self, text: str, ctx: Context) -> Result:
+            return self.compress_prepared(text, ctx, self.prepare(text, ctx)[1] or [])
+
+        def compress_prepared(self, text: str, ctx: Context, words: list[str]) -> Result:
+            calls.append("compress")
+            return Result(" ".join(words[: len(words) // 2]), ("parsing:halve",))
+
+    monkeypatch.setattr(registry, "COMPRESSORS", (Parsing(), Idle()))
+    out = registry.compress("P" + " word" * 100, Context())
+    assert out.changed and calls == ["parse", "compress"]  # parsed once
+    calls.clear()
+    assert registry.compress("x" + " word" * 100, Context()).content_type == "idle" and calls == ["parse"]
+
+
+def test_json_parses_once_per_call(monkeypatch) -> None:
+    from ctxgate.engine import json as js
+
+    parses: list[int] = []
+    real = js.parse
+    monkeypatch.setattr(js, "parse", lambda text: parses.append(1) or real(text))
+    text = "[" + ",".join(f'{{"id": {i}, "name": "item {i}", "state": "open"}}' for i in range(60)) + "]"
+    out = compress(text, Context())
+    assert out.content_type == "json" and out.changed and len(parses) == 1

@@ -438,15 +438,23 @@ class JsonCompressor:
     min_tokens = 40
 
     def score(self, text: str, ctx: Context) -> float:
+        return self.prepare(text, ctx)[0]
+
+    def prepare(self, text: str, ctx: Context) -> tuple[float, tuple[str, Any] | None]:
+        """The score and the parse, which ``compress_prepared`` takes instead of parsing again."""
         try:
-            kind, _ = parse(text)
+            parsed = parse(text)
         except (ValueError, RecursionError):
-            return -1.0
-        return 0.95 if kind == "json" else 0.9
+            return -1.0, None
+        return (0.95 if parsed[0] == "json" else 0.9), parsed
 
     def compress(self, text: str, ctx: Context) -> Result:
-        kind, value = parse(text)
-        tables = ("@" not in text and "\\u0040" not in text) or not _has_table_keys(value)
+        return self.compress_prepared(text, ctx, parse(text))
+
+    def compress_prepared(self, text: str, ctx: Context, parsed: tuple[str, Any]) -> Result:
+        kind, value = parsed
+        # a key "@columns" or "@rows" is in the text as it is, or written with a \u escape
+        tables = not (COLUMNS in text or ROWS in text or "\\u" in text) or not _has_table_keys(value)
         transforms: list[str] = []
         skipped: list[str] = [] if tables else ["json:table: data has @columns/@rows keys"]
         originals: list[Original] = []

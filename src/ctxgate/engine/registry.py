@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ctxgate import tokens
 from ctxgate.engine import wrappers
@@ -86,10 +87,19 @@ def _unchanged(text: str, kind: str, n: int, *reasons: str, wrapper: str | None 
 
 
 def _score(c: Compressor, text: str, ctx: Context) -> float:
+    return _prepare(c, text, ctx)[0]
+
+
+def _prepare(c: Compressor, text: str, ctx: Context) -> tuple[float, Any]:
+    """The score, and what the compressor's ``prepare`` found on the way (its parse), if it has one."""
     try:
-        return float(c.score(text, ctx))
+        prepare = getattr(c, "prepare", None)
+        if prepare is None:
+            return float(c.score(text, ctx)), None
+        score, state = prepare(text, ctx)
+        return float(score), state
     except Exception:  # noqa: BLE001 - a broken scorer means "not mine", never a failed request
-        return -1.0
+        return -1.0, None
 
 
 #: Compressors whose scorer is cheap (it reads the head of the text) and often final: asked
@@ -105,27 +115,31 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
     whose ``max_score`` cannot change the answer: below ``FINAL_SCORE`` when a later entry
     already has a final score, no higher than the best earlier score, or below a later entry's.
     """
-    cs = COMPRESSORS if compressors is None else compressors
-    early = {i: _score(c, text, ctx) for i, c in enumerate(cs) if c.name in ASK_FIRST}
-    final = next((i for i in sorted(early) if early[i] >= FINAL_SCORE), None)
-    best: Compressor | None = None
+    return _detect(text, ctx, COMPRESSORS if compressors is None else compressors)[0]
+
+
+def _detect(text: str, ctx: Context, cs: tuple[Compressor, ...]) -> tuple[Compressor | None, Any]:
+    """``detect``, with the winner's ``prepare`` state (None when it has no ``prepare``)."""
+    early = {i: _prepare(c, text, ctx) for i, c in enumerate(cs) if c.name in ASK_FIRST}
+    final = next((i for i in sorted(early) if early[i][0] >= FINAL_SCORE), None)
+    best: tuple[Compressor | None, Any] = (None, None)
     best_score = 0.0
     for i, c in enumerate(cs):
         if i == final:
-            return c  # no earlier entry had a final score
-        s = early.get(i)
-        if s is None:
+            return c, early[i][1]  # no earlier entry had a final score
+        scored = early.get(i)
+        if scored is None:
             cap = getattr(c, "max_score", 1.0)
             if final is not None:
                 if cap < FINAL_SCORE:
                     continue  # the answer is a final score, here or later: this one cannot give it
-            elif cap <= best_score or any(v > cap for j, v in early.items() if j > i):
+            elif cap <= best_score or any(v[0] > cap for j, v in early.items() if j > i):
                 continue  # it cannot win (ties go to the earlier entry): not worth scoring
-            s = _score(c, text, ctx)
-        if s >= FINAL_SCORE:
-            return c
-        if s > best_score:
-            best, best_score = c, s
+            scored = _prepare(c, text, ctx)
+        if scored[0] >= FINAL_SCORE:
+            return c, scored[1]
+        if scored[0] > best_score:
+            best, best_score = (c, scored[1]), scored[0]
     return best
 
 
@@ -189,10 +203,11 @@ def _run(
     body, cleaned = wrappers.clean(wrapped.body)
     form = wrapped.form
     pre = ((f"unwrap:{form}",) if form else ()) + cleaned
+    state: Any = None
     if fallback and len(compressors) == 1 and compressors[0].name == fallback:
         compressor: Compressor | None = compressors[0]  # it runs whatever it would score
     else:
-        compressor = detect(body, ctx, compressors)
+        compressor, state = _detect(body, ctx, compressors)
     if compressor is None and fallback:
         compressor = next((c for c in compressors if c.name == fallback), None)
     if compressor is None:
@@ -204,7 +219,10 @@ def _run(
     if before < minimum:
         return _unchanged(text, kind, before, f"{kind}: below min_tokens ({minimum})", wrapper=form)
     try:
-        result = compressor.compress(body, ctx)
+        if state is not None:  # what its scorer parsed is not parsed again
+            result = compressor.compress_prepared(body, ctx, state)  # type: ignore[attr-defined]
+        else:
+            result = compressor.compress(body, ctx)
     except ValueError as exc:
         reason = f"{kind}: {exc}"
         return _finish(text, wrapped.rewrap(body), kind, before, ctx, pre, (), (reason,), form)
