@@ -47,3 +47,32 @@ def test_json_starts_are_the_lines_that_open_a_bracket() -> None:
     for text in ("[1]\n  {x\nno [\n\t[\n", "  {\n", "", "\n{", "a\n\n[", "x [\n"):
         expected = [(m.start(), m.end() - 1) for m in re.finditer(r"^[ \t]*[\[{]", text, re.M)]
         assert list(_json_starts(text)) == expected
+
+
+def _regex_fences(text: str) -> list[tuple[int, int]]:
+    from ctxgate.engine.sections import _FENCE
+
+    return [(m.start("body"), m.end("body")) for m in _FENCE.finditer(text)]
+
+
+def test_fenced_bodies_are_the_fence_regex_matches(corpus) -> None:
+    """The linear fence scan finds what the (quadratic on rst underlines) regex finds."""
+    import random
+
+    from ctxgate.engine.sections import fenced_bodies
+
+    cases = [
+        "```py\nx = 1\n```\ntext\n~~~\nraw\n~~~ \n",
+        "Title\n~~~~~~~~\n\nbody\n\nOther\n~~~~~\n",  # rst underlines: openers without a closer
+        "```\n```",  # empty body
+        "````\nfour\n```\n",
+        "x\n```\nno closer",
+        "```no newline",
+        "~~~\n```\n~~~\n```\n",
+    ]
+    rnd = random.Random(7)
+    pieces = ["```", "~~~", "````", "```py", "~~~~~~", " ", "\t", "\n", "x", "\n```\n", "\n~~~ \n", "`", "~~"]
+    cases += ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 30))) for _ in range(3000)]
+    cases += [f.read_text(errors="replace") for f in sorted((corpus / "outputs").rglob("*")) if f.is_file()]
+    for text in cases:
+        assert list(fenced_bodies(text)) == _regex_fences(text), text[:80]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ctxgate.engine._api import Context, Original, Result
 
+#: a fenced block; its matches are found by ``fenced_bodies`` (same matches, linear time)
 _FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
 _JSON_START = re.compile(r"[ \t]*[\[{]")
 #: the same after a line break: a pattern that starts with a literal is found at C speed (a
@@ -39,11 +40,7 @@ class Section:
 
 def split(text: str) -> list[Section]:
     """Sections covering ``text``; fence lines stay in the text sections around the body."""
-    spans: list[Section] = []
-    if "```" in text or "~~~" in text:
-        for m in _FENCE.finditer(text):
-            if m.end("body") > m.start("body"):
-                spans.append(Section(m.start("body"), m.end("body"), "fenced"))
+    spans = [Section(start, end, "fenced") for start, end in fenced_bodies(text) if end > start]
     tries = 0
     pos = 0
     for start, at in _json_starts(text):
@@ -77,6 +74,40 @@ def split(text: str) -> list[Section]:
     if cursor < len(text):
         out.append(Section(cursor, len(text), "text"))
     return out
+
+
+_OPENER = re.compile(r"\n(?:```|~~~)")
+_CLOSER = {f: re.compile(rf"\n{f}[ \t]*$", re.M) for f in ("```", "~~~")}
+
+
+def fenced_bodies(text: str) -> Iterator[tuple[int, int]]:
+    """``(m.start("body"), m.end("body"))`` for each match of ``_FENCE.finditer(text)``, in
+    linear time: the regex looks for a closing line after every opening one, to the end of
+    the text when there is none (rst underlines of ``~~~~``), which is quadratic. Here an
+    opening line is tried only while a closing line of its kind can still follow."""
+    if "```" not in text and "~~~" not in text:
+        return
+    # the line starts that hold a fence: the first line, then every one after a line break
+    first = [0] if text.startswith(("```", "~~~")) else []
+    openers = (m.start() + 1 for m in _OPENER.finditer(text))
+    pos = 0
+    no_closer_after: dict[str, int] = {}  # fence -> a body start from which no closing line follows
+    for start in (*first, *openers):
+        if start < pos:
+            continue  # inside the previous match (matches do not overlap)
+        fence = text[start : start + 3]
+        newline = text.find("\n", start)
+        if newline < 0:
+            break  # the opening line needs its line break, and no later line has one
+        body = newline + 1
+        if no_closer_after.get(fence, len(text) + 1) <= body:
+            continue
+        close = _CLOSER[fence].search(text, newline)  # its "\n" may be the opening line's own
+        if close is None:
+            no_closer_after[fence] = body
+            continue
+        yield body, close.start() + 1
+        pos = close.end()
 
 
 def _json_starts(text: str) -> Iterator[tuple[int, int]]:
