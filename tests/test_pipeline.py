@@ -567,6 +567,22 @@ async def test_a_write_that_prints_what_it_wrote_points_at_its_own_input() -> No
     assert_only_spans_changed(raw, r.body, [(b.start, b.end) for b in anthropic.parse(raw).blocks])
 
 
+async def test_a_read_of_a_file_the_agent_wrote_points_at_the_write_only_when_whole() -> None:
+    content = "\n".join(f"x{i} = {hashlib.sha256(str(i).encode()).hexdigest()}" for i in range(40))
+    read_back = "\n".join(f"{i + 1:>6}→{x}" for i, x in enumerate(content.split("\n")))
+    edited = read_back.replace("x20 =", "y20 =")
+    turns = [("user", "go"), ("call", "w", "Write", {"file_path": "/a.py", "content": content}),
+             ("result", "w", "File created successfully at: /a.py"),
+             ("call", "r", "Read", {"file_path": "/a.py"}), ("result", "r", read_back),
+             ("call", "s", "Read", {"file_path": "/a.py"}), ("result", "s", edited)]
+    p, _ = make()
+    r = await p.run(anthropic_request(turns), INFO)
+    assert r.counts["echo"] == 1 and r.counts["protected"] == 2  # the Write's result and the edited read
+    texts = tool_texts(r.body)
+    assert texts[1].startswith('[40 lines numbered 1-40 in the form "     1→": lines 1-40 of the "content" argument '
+                               "of the Write call w above; retrieve: ctx_") and texts[2] == edited
+
+
 async def test_a_protected_read_repeating_an_earlier_read_stays_exact_unless_runs_are_allowed() -> None:
     lines = [f"{i + 1:>6}→def f{i}(): return {hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(80)]
     second = "\n".join([*lines[:40], "    41→def inserted(): pass", *lines[41:]])

@@ -466,6 +466,7 @@ class Pipeline:
         if not info.defer_count:
             plan.before = self._count(conv, info.model, prev, memo)
         dups = refs.duplicates(conv.blocks)
+        calls = refs.Calls(conv.calls.values())
         stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
         sent: dict[int, str] = {}  # block index -> text that goes upstream
@@ -486,7 +487,7 @@ class Pipeline:
                 sent[b.index] = b.text
                 continue
             else:
-                d = self._new_decision(b, conv, info, policy, dups, stale if stale_here else {}, sent)
+                d = self._new_decision(b, conv, info, policy, dups, stale if stale_here else {}, sent, calls)
                 value, reason = d.value, d.reason
                 if value is not None:
                     # every change must shrink the block and fit the store, or the block stays verbatim
@@ -525,6 +526,7 @@ class Pipeline:
         dups: dict[int, conversation.Block],
         stale: dict[int, tuple[str, conversation.ToolCall]],
         sent: dict[int, str],
+        calls: refs.Calls,
     ) -> _Decision:
         """What to send for a block seen for the first time."""
         if b.index in stale:
@@ -534,7 +536,7 @@ class Pipeline:
         call = conv.calls.get(b.tool_id)
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
-        referable = first is not None or policy.protected_runs or refs.may_echo(call)
+        referable = first is not None or policy.protected_runs or bool(calls.before(b.message))
         if reason == "level_off" or (reason is not None and not referable):
             return _Decision(None, reason or "level_off")  # kept whatever its size: not counted here (see ``_count``)
         n = tokens.count(b.text, info.model).tokens
@@ -555,7 +557,8 @@ class Pipeline:
         earlier = None
         if reason is None or policy.protected_runs:
             earlier = [(e, sent[e.index]) for e in conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]]
-        found = refs.references(b, call, earlier)
+        whole = reason is not None and not policy.protected_runs
+        found = refs.references(b, call, earlier, calls, whole=whole)
         best = None
         if found:
             ref = retrieval_key(b.text)

@@ -18,27 +18,30 @@ from ctxgate.conversation import references as refs
 from ctxgate.conversation._base import Block, ToolCall
 from tests.factories import openai_chat_request
 
+_WHOSE = r"(?:this .*call|the \S+ call (\S+) above)"
 _ECHO_NUMBERED = re.compile(
     r'\[(\d+) lines numbered (\d+)-(\d+) in the form "(.*)": lines (\d+)-(\d+) of the "(.+)" argument '
-    r"of this .*call; retrieve: ctx_\w+\]"
+    rf"of {_WHOSE}; retrieve: ctx_\w+\]"
 )
-_ECHO_PLAIN = re.compile(r'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of this .*call, verbatim; retrieve: ctx_\w+\]')
+_ECHO_PLAIN = re.compile(rf'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of {_WHOSE}, verbatim; retrieve: ctx_\w+\]')
 _REPEAT = re.compile(r"\[(\d+) lines same as lines (\d+)-(\d+) of the output of tool call (\S+) above; retrieve: ctx_\w+\]")
 
 
-def decode(text: str, call: ToolCall | None, earlier: dict[str, str]) -> str:
-    """Rebuild an output from its markers, the call's arguments and the earlier outputs (by tool id)."""
-    args = json.loads(call.args) if call is not None else {}
+def decode(text: str, call: ToolCall | None, earlier: dict[str, str], calls: dict[str, ToolCall] | None = None) -> str:
+    """Rebuild an output from its markers, the calls' arguments and the earlier outputs (by tool id)."""
+    own = json.loads(call.args) if call is not None else {}
     out: list[str] = []
     for line in text.split("\n"):
         if m := _ECHO_NUMBERED.fullmatch(line):
-            k, n0, _, shown, a, _, name = m.groups()
+            k, n0, _, shown, a, _, name, other = m.groups()
+            args = json.loads((calls or {})[other].args) if other else own
             sep = "\t" if shown.endswith("<tab>") else shown[-1]
             width = len(shown.removesuffix("<tab>")) if sep == "\t" else len(shown) - 1
             arg = args[name].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
             out += [f"{int(n0) + i:>{width}}{sep}{x}" for i, x in enumerate(arg)]
         elif m := _ECHO_PLAIN.fullmatch(line):
-            k, a, _, name = m.groups()
+            k, a, _, name, other = m.groups()
+            args = json.loads((calls or {})[other].args) if other else own
             out += args[name].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
         elif m := _REPEAT.fullmatch(line):
             k, a, _, tool_id = m.groups()
@@ -56,10 +59,14 @@ def call(name: str, **args: object) -> ToolCall:
     return ToolCall("c9", name, json.dumps(args), 4)
 
 
-def roundtrip(b: Block, c: ToolCall | None, earlier: list[tuple[Block, str]] | None = None) -> str:
-    found = refs.references(b, c, earlier)
+def roundtrip(
+    b: Block, c: ToolCall | None, earlier: list[tuple[Block, str]] | None = None, others: tuple[ToolCall, ...] = (),
+    *, whole: bool = False,
+) -> str:
+    calls = refs.Calls([*others, *([c] if c else [])])
+    found = refs.references(b, c, earlier, calls, whole=whole)
     text = refs.reference_text(b, c, found, "ctx_k")
-    assert decode(text, c, {e.tool_id: t for e, t in earlier or []}) == b.text
+    assert decode(text, c, {e.tool_id: t for e, t in earlier or []}, {o.id: o for o in others}) == b.text
     return text
 
 
@@ -163,6 +170,31 @@ def test_echoes_and_repeats_combine_without_overlap() -> None:
     assert text.count("retrieve: ctx_k") == 2 and "--" in text
 
 
+def test_a_read_of_a_file_the_agent_wrote_points_at_the_write() -> None:
+    content = "\n".join(f"line {i}" for i in range(1, 41))
+    write = ToolCall("w1", "Write", json.dumps({"file_path": "/a.ex", "content": content}), 1)
+    read = ToolCall("c9", "Read", json.dumps({"file_path": "/a.ex"}), 4)
+    whole = block("\n".join(f"{i:>6}→line {i}" for i in range(1, 41)))
+    text = roundtrip(whole, read, None, (write,), whole=True)
+    assert text == '[40 lines numbered 1-40 in the form "     1→": lines 1-40 of the "content" argument of the Write ' \
+        "call w1 above; retrieve: ctx_k]"
+    # a read that shares only part of its lines with the write: no reference when a whole copy is needed
+    partial = block("\n".join(f"{i:>6}→{'line' if i < 20 else 'edited'} {i}" for i in range(1, 41)))
+    assert roundtrip(partial, read, None, (write,), whole=True) == partial.text
+    assert roundtrip(partial, read, None, (write,)).startswith('[19 lines numbered 1-19 in the form "     1→"')
+    # a call made after the output (or the output's own message) is never pointed at
+    later = ToolCall("w2", "Write", write.args, 9)
+    assert refs.references(whole, read, None, refs.Calls([later, read])) == []
+
+
+def test_on_a_tie_the_own_call_wins() -> None:
+    plan = "\n".join(f"- step {i}" for i in range(12))
+    write = ToolCall("w1", "Write", json.dumps({"content": plan}), 1)
+    c = call("ExitPlanMode", plan=plan)
+    text = roundtrip(block(f"Approved:\n{plan}"), c, None, (write,))
+    assert "argument of this ExitPlanMode call" in text
+
+
 lines = st.lists(st.sampled_from(["", "x", "y", "z", "}", "  return 1", "a\tb"]), max_size=40)
 
 
@@ -176,25 +208,31 @@ def test_references_always_decode_to_the_output(before: list[str], arg: list[str
 
 
 def test_every_trajectory_output_decodes(corpus: Path) -> None:
-    """All shared trajectories: each tool output against its call and the 100 outputs before it."""
-    n_refs = 0
+    """All shared trajectories: each tool output against every call before it and the outputs before it."""
+    kinds: dict[str, int] = {}
     for path in sorted((corpus / "trajectories").glob("*.jsonl")):
         if path.name == "needles.jsonl":
             continue
         for line in path.read_text(encoding="utf-8").splitlines():
             conv = json.loads(line)
-            calls: dict[str, ToolCall] = {}
+            calls = {
+                tc["id"]: ToolCall(tc["id"], tc["function"]["name"], tc["function"]["arguments"], i)
+                for i, m in enumerate(conv["messages"])
+                for tc in m.get("tool_calls") or []
+            }
+            index = refs.Calls(calls.values())
             earlier: list[tuple[Block, str]] = []
             for i, m in enumerate(conv["messages"]):
-                for tc in m.get("tool_calls") or []:
-                    calls[tc["id"]] = ToolCall(tc["id"], tc["function"]["name"], tc["function"]["arguments"], i)
                 if m["role"] != "tool" or not isinstance(m.get("content"), str):
                     continue
                 b = Block(len(earlier), i, m.get("tool_call_id") or f"m{i}", -1, m["content"], 0, 0)
                 c = calls.get(b.tool_id)
-                found = refs.references(b, c, earlier[-refs.LOOKBACK :])
-                n_refs += len(found)
+                found = refs.references(b, c, earlier[-refs.LOOKBACK :], index)
+                for r in found:
+                    kind = "repeat" if isinstance(r, refs.Repeat) else "echo of an earlier call" if r.call_id else "echo"
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 text = refs.reference_text(b, c, found, "ctx_k")
-                assert decode(text, c, {e.tool_id: t for e, t in earlier}) == b.text
+                assert decode(text, c, {e.tool_id: t for e, t in earlier}, calls) == b.text
                 earlier.append((b, text))
-    assert n_refs > 50  # the corpus has Write echoes, plan echoes and re-run outputs
+    # the corpus has Write and plan echoes, reads of written files and re-run outputs
+    assert min(kinds.get(k, 0) for k in ("repeat", "echo", "echo of an earlier call")) >= 5, kinds

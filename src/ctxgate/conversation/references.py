@@ -17,9 +17,10 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,6 +33,8 @@ DEDUP_MIN_TOKENS = 40
 MIN_LINES = 8
 #: earlier outputs searched for repeated runs of lines (the most recent ones)
 LOOKBACK = 100
+#: lines a protected output may keep besides its references and still count as a whole copy
+WHOLE_SLACK = 2
 #: a line found at more places than this in the earlier text does not start a run (a blank line,
 #: a lone brace); runs still extend through such lines. Bounds the work per output line.
 _MAX_ANCHORS = 8
@@ -74,8 +77,9 @@ class Repeat:
 @dataclass(frozen=True, slots=True)
 class Echo:
     """Lines ``[start, end)`` of an output repeat lines ``[arg_start, arg_start + end - start)`` of
-    the string argument ``name`` of the output's own tool call, each behind the line number
-    ``number + i`` formatted ``f"{n:>{width}}{sep}"`` (``number`` None: behind nothing)."""
+    the string argument ``name`` of a tool call, each behind the line number ``number + i``
+    formatted ``f"{n:>{width}}{sep}"`` (``number`` None: behind nothing). The call is the
+    output's own (``call_id`` None) or the earlier call ``call_id`` to tool ``tool``."""
 
     name: str
     arg_start: int
@@ -84,14 +88,19 @@ class Echo:
     number: int | None = None
     width: int = 0
     sep: str = ""
+    call_id: str | None = None
+    tool: str = ""
 
     def prefix(self, n: int) -> str:
         return "" if self.number is None else f"{n:>{self.width}}{self.sep}"
 
     def marker(self, call: ToolCall | None, key: str) -> str:
         k = self.end - self.start
-        tool = f" {call.name}" if call is not None else ""
-        what = f'lines {self.arg_start + 1}-{self.arg_start + k} of the "{self.name}" argument of this{tool} call'
+        if self.call_id is not None:
+            whose = f"the {self.tool} call {self.call_id} above"
+        else:
+            whose = f"this {call.name} call" if call is not None else "this call"
+        what = f'lines {self.arg_start + 1}-{self.arg_start + k} of the "{self.name}" argument of {whose}'
         if self.number is None:
             return f"[{k} lines: {what}, verbatim; retrieve: {key}]"
         shown = self.prefix(self.number).replace("\t", "<tab>")
@@ -102,16 +111,29 @@ Reference = Repeat | Echo
 _R = TypeVar("_R", Repeat, Echo, Reference)
 
 
-def shared_runs(earlier: list[str], lines: list[str], min_lines: int = MIN_LINES) -> list[tuple[int, int, int]]:
+class Indexed:
+    """Lines with the places of each line, made once for text that many outputs are compared with."""
+
+    __slots__ = ("lines", "where")
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.where: dict[str, list[int]] = defaultdict(list)
+        for j, line in enumerate(lines):
+            self.where[line].append(j)
+
+
+def shared_runs(
+    earlier: list[str] | Indexed, lines: list[str], min_lines: int = MIN_LINES
+) -> list[tuple[int, int, int]]:
     """Runs ``(earlier_start, start, size)`` of at least ``min_lines`` equal lines, in the order of
     ``lines``, not overlapping there; at each place the longest run wins.
 
     A run starts at a line found at most ``_MAX_ANCHORS`` times in ``earlier`` and extends both
     ways through any lines, so the work is linear in ``lines`` however repetitive the text is.
     """
-    where: dict[str, list[int]] = defaultdict(list)
-    for j, line in enumerate(earlier):
-        where[line].append(j)
+    index = earlier if isinstance(earlier, Indexed) else Indexed(earlier)
+    earlier, where = index.lines, index.where
     out: list[tuple[int, int, int]] = []
     done = 0  # lines before this one belong to a run already
     i, n, m = 0, len(lines), len(earlier)
@@ -145,7 +167,7 @@ def repeated_lines(block: Block, earlier: Sequence[tuple[Block, str]]) -> list[R
         return []
     wanted = set(lines)
     found: list[Repeat] = []
-    for e, text in earlier[-LOOKBACK:]:
+    for e, text in reversed(earlier[-LOOKBACK:]):  # on a tie the most recent wins
         other = text.split("\n")
         if len(other) < MIN_LINES or len(wanted.intersection(other)) < MIN_LINES:
             continue
@@ -153,29 +175,52 @@ def repeated_lines(block: Block, earlier: Sequence[tuple[Block, str]]) -> list[R
     return _disjoint(found)
 
 
-def _string_args(call: ToolCall | None) -> list[tuple[str, list[str]]]:
-    """The call's top-level string arguments of at least ``MIN_LINES`` lines, split."""
-    return [
-        (name, value.split("\n"))
-        for name, value in arguments(call).items()
-        if isinstance(value, str) and value.count("\n") + 1 >= MIN_LINES
-    ]
+class Calls:
+    """A request's tool calls, in message order, with their multi-line string arguments split and
+    indexed on first use (once per request, however many outputs are compared with them)."""
+
+    def __init__(self, calls: Iterable[ToolCall]) -> None:
+        # a JSON argument with a line break in it has the two characters \n in its text
+        self._calls = sorted((c for c in calls if "\\n" in c.args or "\n" in c.args), key=lambda c: c.message)
+        self._args: dict[str, list[tuple[str, Indexed]]] = {}
+
+    def before(self, message: int) -> list[ToolCall]:
+        """The calls made before message ``message`` that may have a multi-line argument."""
+        return [c for c in self._calls if c.message < message]
+
+    def args(self, call: ToolCall) -> list[tuple[str, Indexed]]:
+        """The call's top-level string arguments of at least ``MIN_LINES`` lines."""
+        got = self._args.get(call.id)
+        if got is None:
+            got = self._args[call.id] = [
+                (name, Indexed(value.split("\n")))
+                for name, value in arguments(call).items()
+                if isinstance(value, str) and value.count("\n") + 1 >= MIN_LINES
+            ]
+        return got
 
 
 def may_echo(call: ToolCall | None) -> bool:
-    """The call has an argument that its output could repeat (cheap: no output is read)."""
-    return call is not None and ("\\n" in call.args or "\n" in call.args) and bool(_string_args(call))
+    """The call has an argument that its output could repeat."""
+    if call is None:
+        return False
+    calls = Calls([call])
+    return bool(calls.before(call.message + 1) and calls.args(call))
 
 
-def echoed_arguments(block: Block, call: ToolCall | None) -> list[Echo]:
-    """Runs of at least ``MIN_LINES`` lines of this output that repeat a string argument of its
-    own call, plainly or numbered line by line as ``cat -n`` prints a file: the longest first, not
-    overlapping, in the order of the output.
+def echoed_arguments(
+    block: Block, call: ToolCall | None, *, own: bool = True, calls: Calls | None = None
+) -> list[Echo]:
+    """Runs of at least ``MIN_LINES`` lines of this output that repeat a string argument of
+    ``call`` (its own call, or with ``own`` False an earlier one), plainly or numbered line by
+    line as ``cat -n`` prints a file: the longest first, not overlapping, in output order.
 
     Every line of a run is checked exactly: ``prefix(number + i) + argument line`` equals output
     line ``start + i``, so the reference rebuilds the output byte for byte.
     """
-    args = _string_args(call)
+    if call is None:
+        return []
+    args = (calls or Calls([call])).args(call)
     lines = block.text.split("\n")
     if not args or len(lines) < MIN_LINES:
         return []
@@ -186,6 +231,8 @@ def echoed_arguments(block: Block, call: ToolCall | None) -> list[Echo]:
         if form is not None:
             for a, b, size in shared_runs(arg, bare):
                 found += _numbered_runs(lines, name, a, b, size, form)
+    if not own:
+        found = [dataclasses.replace(e, call_id=call.id, tool=call.name) for e in found]
     return _disjoint(found)
 
 
@@ -235,23 +282,53 @@ def _numbered_runs(lines: list[str], name: str, a: int, b: int, size: int, form:
 
 
 def _disjoint(found: Sequence[_R]) -> list[_R]:
-    """The longest runs first (on a tie the later one found), not overlapping, in output order."""
+    """The longest runs first (on a tie the one found first), not overlapping, in output order."""
     taken: list[_R] = []
-    for _, r in sorted(enumerate(found), key=lambda kr: (kr[1].start - kr[1].end, -kr[0])):
+    for _, r in sorted(enumerate(found), key=lambda kr: (kr[1].start - kr[1].end, kr[0])):
         if all(r.end <= t.start or r.start >= t.end for t in taken):
             taken.append(r)
     return sorted(taken, key=lambda r: r.start)
 
 
 def references(
-    block: Block, call: ToolCall | None, earlier: Sequence[tuple[Block, str]] | None
+    block: Block,
+    call: ToolCall | None,
+    earlier: Sequence[tuple[Block, str]] | None,
+    calls: Calls | None = None,
+    *,
+    whole: bool = False,
 ) -> list[Reference]:
-    """Echoes of the call's arguments and (``earlier`` given) repeats of those outputs, combined:
-    the longest first, not overlapping, in output order."""
-    found: list[Reference] = [*echoed_arguments(block, call)]
+    """The runs of this output the request already holds byte for byte: echoes of its own call's
+    arguments, echoes of the arguments of the ``LOOKBACK`` most recent earlier ``calls``, and
+    (``earlier`` given) repeats of earlier outputs as sent; the longest first, not overlapping,
+    in output order.
+
+    ``whole``: echoes of earlier calls count only when, with the other references, they cover the
+    output without a gap, but for at most ``WHOLE_SLACK`` lines at its start or end (a file read
+    that is a whole copy of a file the agent wrote, not a read that shares some lines with it).
+    """
+    calls = calls or Calls([call] if call is not None else [])
+    found: list[Reference] = [*echoed_arguments(block, call, calls=calls)]
     if earlier:
-        found += repeated_lines(block, earlier)
-    return _disjoint(found)
+        found += repeated_lines(block, earlier)  # after the own call's echoes: those win a tie
+    others = [c for c in calls.before(block.message) if c is not call][-LOOKBACK:]
+    if not others:
+        return _disjoint(found)
+    wider: list[Reference] = [*found]  # on a tie the output's own call, then the most recent call
+    for c in reversed(others):
+        wider += echoed_arguments(block, c, own=False, calls=calls)
+    wider = _disjoint(wider)
+    if whole and not _covers(wider, block.text.count("\n") + 1):
+        return _disjoint(found)
+    return wider
+
+
+def _covers(found: Sequence[Reference], n: int) -> bool:
+    """The runs (in output order) cover ``n`` lines without a gap, but for at most ``WHOLE_SLACK``
+    lines before the first or after the last (a header such as "The file ... has been updated")."""
+    if not found or any(a.end != b.start for a, b in zip(found, found[1:], strict=False)):
+        return False
+    return found[0].start + n - found[-1].end <= WHOLE_SLACK
 
 
 def reference_text(block: Block, call: ToolCall | None, refs: list[Reference], key: str) -> str:
