@@ -119,3 +119,20 @@ def test_lines_matching_equals_brute_force() -> None:
 @given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n"), max_size=40), max_size=20))
 def test_templates_match_template_line_by_line(lines: list[str]) -> None:
     assert templates(lines) == [template(ln) for ln in lines]
+
+
+def test_templates_of_lines_with_and_without_variable_parts() -> None:
+    # only lines with a digit or a slash go through the pattern: the result is each line's template
+    from ctxgate.engine._lines import template, templates
+
+    lines = [
+        "plain words only",
+        "GET /api/v1/items 200 in 12ms",
+        "",
+        "worker-7 done",
+        "Ünïcödé ٣ digit",  # a non-ASCII digit is a digit too
+        "no digits here either",
+    ]
+    assert templates(lines) == [template(ln) for ln in lines]
+    assert templates(lines[:1]) == ["plain words only"] and templates([]) == []
+    assert templates(lines[1:2]) == [template(lines[1])]

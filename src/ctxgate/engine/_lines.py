@@ -102,10 +102,25 @@ def template(line: str) -> str:
     return _VARIABLE.sub("<*>", line)
 
 
+#: a ``_VARIABLE`` match holds one of these: a line without any is its own template
+_DIGIT_OR_SLASH = re.compile(r"[\d/]")
+
+
 def templates(lines: Sequence[str]) -> list[str]:
     """``template`` of each line, in one regex pass (no line holds a newline, and the
-    pattern neither matches nor looks across one, so the lines template independently)."""
-    return template("\n".join(lines)).split("\n") if lines else []
+    pattern neither matches nor looks across one, so the lines template independently).
+    Only the lines holding a digit or a slash go through it (most prose lines hold none,
+    and the pattern is tried at every character)."""
+    has = _DIGIT_OR_SLASH.search
+    todo = [i for i, line in enumerate(lines) if has(line)]
+    if not todo:
+        return list(lines)
+    if len(todo) == len(lines):
+        return template("\n".join(lines)).split("\n")
+    out = list(lines)
+    for i, t in zip(todo, template("\n".join([lines[i] for i in todo])).split("\n"), strict=True):
+        out[i] = t
+    return out
 
 
 def _decimals(line: str) -> list[float]:
