@@ -280,3 +280,26 @@ def test_repeated_error_template_past_its_limit_folds() -> None:
     kept = [ln for ln in out.split("\n") if ln.startswith("ERROR")]
     assert 10 <= len(kept) < 30  # the first ten keep their context, the rest fold
     assert "error/warning lines like: ERROR: connection <*> refused" in out
+
+
+def test_repetition_bound_is_never_below_the_repetition(corpus) -> None:
+    """The scorer's cheap bound may rule text out only where ``_repetition`` would too."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine.logs import _repetition, _repetition_bound
+
+    for f in sorted((corpus / "outputs").rglob("*"))[::2]:
+        if f.is_file():
+            lines = [ln for ln in f.read_text(errors="replace")[:20000].split("\n")[:300] if ln.strip()]
+            if lines:
+                assert _repetition_bound(lines) >= _repetition(lines), f.name
+    words = st.sampled_from(["Creating", "table", "x1", "/a/b", "<*>", "ok", "done", "12", "Err", "  "])
+    line = st.lists(words, min_size=1, max_size=6).map(" ".join).filter(str.strip)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(line, min_size=1, max_size=40))
+    def check(lines: list[str]) -> None:
+        assert _repetition_bound(lines) >= _repetition(lines)
+
+    check()

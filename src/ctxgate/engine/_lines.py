@@ -103,7 +103,7 @@ def template(line: str) -> str:
 
 
 #: a ``_VARIABLE`` match holds one of these: a line without any is its own template
-_DIGIT_OR_SLASH = re.compile(r"[\d/]")
+DIGIT_OR_SLASH = re.compile(r"[\d/]")
 
 
 def templates(lines: Sequence[str]) -> list[str]:
@@ -111,7 +111,7 @@ def templates(lines: Sequence[str]) -> list[str]:
     pattern neither matches nor looks across one, so the lines template independently).
     Only the lines holding a digit or a slash go through it (most prose lines hold none,
     and the pattern is tried at every character)."""
-    has = _DIGIT_OR_SLASH.search
+    has = DIGIT_OR_SLASH.search
     todo = [i for i, line in enumerate(lines) if has(line)]
     if not todo:
         return list(lines)

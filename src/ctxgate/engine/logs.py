@@ -31,6 +31,7 @@ from functools import partial
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
 from ctxgate.engine._lines import (
+    DIGIT_OR_SLASH,
     Plan,
     fold_runs,
     line_starts,
@@ -175,7 +176,7 @@ class LogCompressor:
             # templates (``Requirement already satisfied: ...``, ``Cloning test database ...``)
             # and it is not laid out in paragraphs (a test report with blank-line separated
             # entries reads better as prose, whose near-duplicate rule keeps each entry's lines)
-            if len(lines) < (1 - _PARAGRAPHED) * len(sample):
+            if len(lines) < (1 - _PARAGRAPHED) * len(sample) or _repetition_bound(lines) < _REPETITIVE:
                 return -1.0
             rep = _repetition(lines)
             return 0.35 + rep / 4 if rep >= _REPETITIVE else -1.0
@@ -233,6 +234,22 @@ def _repetition(lines: list[str]) -> float:
     exact = Counter(t for t, _ in keys)
     loose = Counter(k for _, k in keys)
     return sum(1 for t, k in keys if exact[t] >= 5 or loose[k] >= 5) / len(lines)
+
+
+def _repetition_bound(lines: list[str]) -> float:
+    """An upper bound of ``_repetition(lines)``, without templating a line.
+
+    Lines that share a template, or a loose key, have as many words and the same first word,
+    unless that word holds a variable part (a digit, a slash) or a literal ``<*>``: a line
+    whose (word count, first word) is shared by fewer than four others is in no group of five.
+    """
+    shapes = Counter(_shape(ln.split()) for ln in lines)
+    return sum(n for n in shapes.values() if n >= 5) / len(lines)
+
+
+def _shape(words: list[str]) -> tuple[int, str | None]:
+    first = words[0] if words else ""
+    return len(words), None if "<*>" in first or DIGIT_OR_SLASH.search(first) else first
 
 
 def _loose_key(line: str, tpl: str) -> str:
