@@ -164,6 +164,8 @@ class _Memo:
     checked: _Checked | None = None
     #: block start -> (its text object, the text sent instead, tokens saved, model)
     saved: dict[int, tuple[str, str, int, str]] = field(default_factory=dict)
+    #: tool call id -> its arguments split and indexed for references (see ``references.Calls``)
+    call_args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -466,7 +468,9 @@ class Pipeline:
         if not info.defer_count:
             plan.before = self._count(conv, info.model, prev, memo)
         dups = refs.duplicates(conv.blocks)
-        calls = refs.Calls(conv.calls.values())
+        calls = refs.Calls(conv.calls.values(), dict(prev.call_args) if prev is not None else None)
+        if memo is not None:
+            memo.call_args = calls.cache
         stale = pol.stale_reads(conv) if cold and policy.level == "balanced" else {}
         later_texts = {b.text for b in conv.blocks if b.index in dups}
         sent: dict[int, str] = {}  # block index -> text that goes upstream
@@ -539,8 +543,10 @@ class Pipeline:
         referable = first is not None or policy.protected_runs or bool(calls.before(b.message))
         if reason == "level_off" or (reason is not None and not referable):
             return _Decision(None, reason or "level_off")  # kept whatever its size: not counted here (see ``_count``)
-        n = tokens.count(b.text, info.model).tokens
-        reason = policy.protection(b, call, n)
+        # an output that stays exact whatever its size need not be counted, unless it is a duplicate
+        n = tokens.count(b.text, info.model).tokens if reason is None or first is not None else 0
+        if reason is None:
+            reason = policy.protection(b, call, n)
         # a protected output may point only at a copy that went upstream exactly
         if (
             first is not None

@@ -23,11 +23,17 @@ _ECHO_NUMBERED = re.compile(
     r'\[(\d+) lines numbered (\d+)-(\d+) in the form "(.*)": lines (\d+)-(\d+) of the "(.+)" argument '
     rf"of {_WHOSE}; retrieve: ctx_\w+\]"
 )
-_ECHO_PLAIN = re.compile(rf'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of {_WHOSE}, verbatim; retrieve: ctx_\w+\]')
-_REPEAT = re.compile(r"\[(\d+) lines same as lines (\d+)-(\d+) of the output of tool call (\S+) above; retrieve: ctx_\w+\]")
+_ECHO_PLAIN = re.compile(
+    rf'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of {_WHOSE}, verbatim; retrieve: ctx_\w+\]'
+)
+_REPEAT = re.compile(
+    r"\[(\d+) lines same as lines (\d+)-(\d+) of the output of tool call (\S+) above; retrieve: ctx_\w+\]"
+)
 
 
-def decode(text: str, call: ToolCall | None, earlier: dict[str, str], calls: dict[str, ToolCall] | None = None) -> str:
+def decode(
+    text: str, call: ToolCall | None, earlier: dict[str, str], calls: dict[str, ToolCall] | None = None
+) -> str:
     """Rebuild an output from its markers, the calls' arguments and the earlier outputs (by tool id)."""
     own = json.loads(call.args) if call is not None else {}
     out: list[str] = []
@@ -60,8 +66,12 @@ def call(name: str, **args: object) -> ToolCall:
 
 
 def roundtrip(
-    b: Block, c: ToolCall | None, earlier: list[tuple[Block, str]] | None = None, others: tuple[ToolCall, ...] = (),
-    *, whole: bool = False,
+    b: Block,
+    c: ToolCall | None,
+    earlier: list[tuple[Block, str]] | None = None,
+    others: tuple[ToolCall, ...] = (),
+    *,
+    whole: bool = False,
 ) -> str:
     calls = refs.Calls([*others, *([c] if c else [])])
     found = refs.references(b, c, earlier, calls, whole=whole)
@@ -71,13 +81,19 @@ def roundtrip(
 
 
 def test_duplicates_point_at_the_first_copy() -> None:
-    raw = openai_chat_request([
-        ("user", "go"),
-        ("call", "a", "bash", {"command": "ls"}), ("result", "a", "same"),
-        ("call", "b", "bash", {"command": "ls"}), ("result", "b", "other"),
-        ("call", "c", "bash", {"command": "ls"}), ("result", "c", "same"),
-        ("call", "d", "bash", {"command": "ls"}), ("result", "d", "same"),
-    ])
+    raw = openai_chat_request(
+        [
+            ("user", "go"),
+            ("call", "a", "bash", {"command": "ls"}),
+            ("result", "a", "same"),
+            ("call", "b", "bash", {"command": "ls"}),
+            ("result", "b", "other"),
+            ("call", "c", "bash", {"command": "ls"}),
+            ("result", "c", "same"),
+            ("call", "d", "bash", {"command": "ls"}),
+            ("result", "d", "same"),
+        ]
+    )
     dups = refs.duplicates(openai_chat.parse(raw).blocks)
     assert {i: b.tool_id for i, b in dups.items()} == {2: "a", 3: "a"}
     first = Block(0, 1, "c1", -1, "x", 0, 0)
@@ -97,10 +113,21 @@ def test_repeated_lines_finds_the_longest_runs_of_earlier_outputs() -> None:
     common = [f"line {i} of the shared part" for i in range(20)]
     earlier = Block(0, 1, "a", -1, "\n".join(["status: running", *common]), 0, 0)
     other = Block(1, 3, "b", -1, "\n".join(f"other {i}" for i in range(9)), 0, 0)
-    now = Block(2, 5, "c", -1, "\n".join(["status: done", *common, "42 passed", *(f"other {i}" for i in range(9))]), 0, 0)
+    now = Block(
+        2,
+        5,
+        "c",
+        -1,
+        "\n".join(["status: done", *common, "42 passed", *(f"other {i}" for i in range(9))]),
+        0,
+        0,
+    )
     sent = [(earlier, earlier.text), (other, other.text)]
     rep = refs.repeated_lines(now, sent)
-    assert [(r.first.tool_id, r.first_start, r.start, r.end) for r in rep] == [("a", 1, 1, 21), ("b", 0, 22, 31)]
+    assert [(r.first.tool_id, r.first_start, r.start, r.end) for r in rep] == [
+        ("a", 1, 1, 21),
+        ("b", 0, 22, 31),
+    ]
     text = refs.reference_text(now, None, rep, "ctx_k")
     assert text == (
         "status: done\n[20 lines same as lines 2-21 of the output of tool call a above; retrieve: ctx_k]\n42 passed\n"
@@ -125,7 +152,9 @@ def test_repeats_point_at_the_text_as_it_went_upstream() -> None:
 def test_a_write_that_prints_the_file_it_wrote_points_at_its_content() -> None:
     content = "\n".join(f"line {i}" for i in range(1, 31))
     shown = "\n".join(f"{i:>6}→line {i}" for i in range(1, 31))
-    out = block(f"The file /a.ex has been updated. Here's the result of running `cat -n` on a snippet:\n{shown}")
+    out = block(
+        f"The file /a.ex has been updated. Here's the result of running `cat -n` on a snippet:\n{shown}"
+    )
     c = call("Write", file_path="/a.ex", content=content)
     assert refs.may_echo(c)
     text = roundtrip(out, c)
@@ -153,7 +182,9 @@ def test_a_plan_tool_that_repeats_the_plan() -> None:
     out = block(f"User has approved your plan.\n\n## Approved Plan:\n{plan}")
     c = call("ExitPlanMode", plan=plan)
     text = roundtrip(out, c)
-    assert text.endswith('[14 lines: lines 1-14 of the "plan" argument of this ExitPlanMode call, verbatim; retrieve: ctx_k]')
+    assert text.endswith(
+        '[14 lines: lines 1-14 of the "plan" argument of this ExitPlanMode call, verbatim; retrieve: ctx_k]'
+    )
 
 
 def test_no_echo_without_a_multi_line_argument() -> None:
@@ -176,12 +207,17 @@ def test_a_read_of_a_file_the_agent_wrote_points_at_the_write() -> None:
     read = ToolCall("c9", "Read", json.dumps({"file_path": "/a.ex"}), 4)
     whole = block("\n".join(f"{i:>6}→line {i}" for i in range(1, 41)))
     text = roundtrip(whole, read, None, (write,), whole=True)
-    assert text == '[40 lines numbered 1-40 in the form "     1→": lines 1-40 of the "content" argument of the Write ' \
+    assert (
+        text
+        == '[40 lines numbered 1-40 in the form "     1→": lines 1-40 of the "content" argument of the Write '
         "call w1 above; retrieve: ctx_k]"
+    )
     # a read that shares only part of its lines with the write: no reference when a whole copy is needed
     partial = block("\n".join(f"{i:>6}→{'line' if i < 20 else 'edited'} {i}" for i in range(1, 41)))
     assert roundtrip(partial, read, None, (write,), whole=True) == partial.text
-    assert roundtrip(partial, read, None, (write,)).startswith('[19 lines numbered 1-19 in the form "     1→"')
+    assert roundtrip(partial, read, None, (write,)).startswith(
+        '[19 lines numbered 1-19 in the form "     1→"'
+    )
     # a call made after the output (or the output's own message) is never pointed at
     later = ToolCall("w2", "Write", write.args, 9)
     assert refs.references(whole, read, None, refs.Calls([later, read])) == []
@@ -200,7 +236,9 @@ lines = st.lists(st.sampled_from(["", "x", "y", "z", "}", "  return 1", "a\tb"])
 
 @settings(max_examples=200, deadline=None)
 @given(lines, lines, lines, st.booleans())
-def test_references_always_decode_to_the_output(before: list[str], arg: list[str], after: list[str], numbered: bool) -> None:
+def test_references_always_decode_to_the_output(
+    before: list[str], arg: list[str], after: list[str], numbered: bool
+) -> None:
     shown = [f"{i + 1:>6}→{x}" for i, x in enumerate(arg)] if numbered else arg
     out = block("\n".join([*before, *shown, *after]))
     earlier = Block(0, 1, "e", -1, "\n".join(after + before), 0, 0)
@@ -229,7 +267,13 @@ def test_every_trajectory_output_decodes(corpus: Path) -> None:
                 c = calls.get(b.tool_id)
                 found = refs.references(b, c, earlier[-refs.LOOKBACK :], index)
                 for r in found:
-                    kind = "repeat" if isinstance(r, refs.Repeat) else "echo of an earlier call" if r.call_id else "echo"
+                    kind = (
+                        "repeat"
+                        if isinstance(r, refs.Repeat)
+                        else "echo of an earlier call"
+                        if r.call_id
+                        else "echo"
+                    )
                     kinds[kind] = kinds.get(kind, 0) + 1
                 text = refs.reference_text(b, c, found, "ctx_k")
                 assert decode(text, c, {e.tool_id: t for e, t in earlier}, calls) == b.text

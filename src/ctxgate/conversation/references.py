@@ -146,7 +146,11 @@ def shared_runs(
                 while i - back > done and j - back > 0 and earlier[j - back - 1] == lines[i - back - 1]:
                     back += 1
                 size = back
-                while i + size - back < n and j + size - back < m and earlier[j + size - back] == lines[i + size - back]:
+                while (
+                    i + size - back < n
+                    and j + size - back < m
+                    and earlier[j + size - back] == lines[i + size - back]
+                ):
                     size += 1
                 if best is None or size > best[2]:
                     best = (j - back, i - back, size)
@@ -179,10 +183,14 @@ class Calls:
     """A request's tool calls, in message order, with their multi-line string arguments split and
     indexed on first use (once per request, however many outputs are compared with them)."""
 
-    def __init__(self, calls: Iterable[ToolCall]) -> None:
+    def __init__(
+        self, calls: Iterable[ToolCall], cache: dict[str, tuple[str, list[tuple[str, Indexed]]]] | None = None
+    ) -> None:
         # a JSON argument with a line break in it has the two characters \n in its text
         self._calls = sorted((c for c in calls if "\\n" in c.args or "\n" in c.args), key=lambda c: c.message)
-        self._args: dict[str, list[tuple[str, Indexed]]] = {}
+        #: call id -> (its arguments' text, the arguments split and indexed); pass the dict of the
+        #: session's previous request to reuse its work (an entry counts only for the same text)
+        self.cache = {} if cache is None else cache
 
     def before(self, message: int) -> list[ToolCall]:
         """The calls made before message ``message`` that may have a multi-line argument."""
@@ -190,14 +198,16 @@ class Calls:
 
     def args(self, call: ToolCall) -> list[tuple[str, Indexed]]:
         """The call's top-level string arguments of at least ``MIN_LINES`` lines."""
-        got = self._args.get(call.id)
-        if got is None:
-            got = self._args[call.id] = [
-                (name, Indexed(value.split("\n")))
-                for name, value in arguments(call).items()
-                if isinstance(value, str) and value.count("\n") + 1 >= MIN_LINES
-            ]
-        return got
+        got = self.cache.get(call.id)
+        if got is not None and got[0] == call.args:
+            return got[1]
+        args = [
+            (name, Indexed(value.split("\n")))
+            for name, value in arguments(call).items()
+            if isinstance(value, str) and value.count("\n") + 1 >= MIN_LINES
+        ]
+        self.cache[call.id] = (call.args, args)
+        return args
 
 
 def may_echo(call: ToolCall | None) -> bool:
@@ -208,8 +218,36 @@ def may_echo(call: ToolCall | None) -> bool:
     return bool(calls.before(call.message + 1) and calls.args(call))
 
 
+class _Output:
+    """An output's lines, split once for every call it is compared with: as they are, and without
+    their line-number prefixes (``form``: the prefix form, None when no line has one)."""
+
+    __slots__ = ("bare", "bare_set", "form", "line_set", "lines")
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+        self.line_set = set(self.lines)
+        self.bare, self.form = _unnumbered(self.lines)
+        self.bare_set = set(self.bare) if self.form is not None else self.line_set
+
+
+def _shares(arg: Indexed, lines: set[str]) -> bool:
+    """At least ``MIN_LINES`` distinct lines of ``arg`` are in ``lines`` (or all of them are)."""
+    hits = 0
+    for line in arg.where:
+        hits += line in lines
+        if hits >= MIN_LINES:
+            return True
+    return hits == len(arg.where) and hits > 0
+
+
 def echoed_arguments(
-    block: Block, call: ToolCall | None, *, own: bool = True, calls: Calls | None = None
+    block: Block,
+    call: ToolCall | None,
+    *,
+    own: bool = True,
+    calls: Calls | None = None,
+    out: _Output | None = None,
 ) -> list[Echo]:
     """Runs of at least ``MIN_LINES`` lines of this output that repeat a string argument of
     ``call`` (its own call, or with ``own`` False an earlier one), plainly or numbered line by
@@ -221,16 +259,16 @@ def echoed_arguments(
     if call is None:
         return []
     args = (calls or Calls([call])).args(call)
-    lines = block.text.split("\n")
-    if not args or len(lines) < MIN_LINES:
+    if not args or block.text.count("\n") + 1 < MIN_LINES:
         return []
-    bare, form = _unnumbered(lines)
+    out = out or _Output(block.text)
     found: list[Echo] = []
     for name, arg in args:
-        found += [Echo(name, a, b, b + size) for a, b, size in shared_runs(arg, lines)]
-        if form is not None:
-            for a, b, size in shared_runs(arg, bare):
-                found += _numbered_runs(lines, name, a, b, size, form)
+        if _shares(arg, out.line_set):
+            found += [Echo(name, a, b, b + size) for a, b, size in shared_runs(arg, out.lines)]
+        if out.form is not None and _shares(arg, out.bare_set):
+            for a, b, size in shared_runs(arg, out.bare):
+                found += _numbered_runs(out.lines, name, a, b, size, out.form)
     if not own:
         found = [dataclasses.replace(e, call_id=call.id, tool=call.name) for e in found]
     return _disjoint(found)
@@ -252,7 +290,9 @@ def _unnumbered(lines: list[str]) -> tuple[list[str], tuple[int, str] | None]:
     return out, form
 
 
-def _numbered_runs(lines: list[str], name: str, a: int, b: int, size: int, form: tuple[int, str]) -> list[Echo]:
+def _numbered_runs(
+    lines: list[str], name: str, a: int, b: int, size: int, form: tuple[int, str]
+) -> list[Echo]:
     """Within ``size`` lines from ``b`` whose text after the number matches the argument from
     ``a``: the runs of at least ``MIN_LINES`` lines numbered consecutively in the form ``form``."""
     width, sep = form
@@ -308,7 +348,8 @@ def references(
     that is a whole copy of a file the agent wrote, not a read that shares some lines with it).
     """
     calls = calls or Calls([call] if call is not None else [])
-    found: list[Reference] = [*echoed_arguments(block, call, calls=calls)]
+    out = _Output(block.text)
+    found: list[Reference] = [*echoed_arguments(block, call, calls=calls, out=out)]
     if earlier:
         found += repeated_lines(block, earlier)  # after the own call's echoes: those win a tie
     others = [c for c in calls.before(block.message) if c is not call][-LOOKBACK:]
@@ -316,7 +357,7 @@ def references(
         return _disjoint(found)
     wider: list[Reference] = [*found]  # on a tie the output's own call, then the most recent call
     for c in reversed(others):
-        wider += echoed_arguments(block, c, own=False, calls=calls)
+        wider += echoed_arguments(block, c, own=False, calls=calls, out=out)
     wider = _disjoint(wider)
     if whole and not _covers(wider, block.text.count("\n") + 1):
         return _disjoint(found)
