@@ -284,3 +284,35 @@ def test_word_bytes_split_as_the_word_pattern() -> None:
     for line in ["```py", "  ~~~", "x ```", "====", "--- ", "-=-", "''''", "#", "", "`` `", "...."]:
         assert _fence(line) == (_FENCE.match(line) is not None), line
         assert _underline(line) == (_UNDERLINE.match(line) is not None), line
+
+
+def test_the_repeat_filter_never_skips_a_near_duplicate(corpus, monkeypatch) -> None:
+    """``_may_repeat`` spares the sketch pass only where that pass would drop nothing."""
+    import random
+
+    from ctxgate.engine import prose
+
+    rnd = random.Random(3)
+    vocab = [f"w{i}" for i in range(40)]
+    base = [" ".join(rnd.choice(vocab) for _ in range(30)) for _ in range(6)]
+    docs = []
+    for _ in range(150):
+        paras = []
+        for _ in range(rnd.randint(2, 12)):
+            words = rnd.choice(base).split()
+            for _ in range(rnd.randint(0, 6)):  # a few words changed: sometimes still a near-repeat
+                words[rnd.randrange(len(words))] = rnd.choice(vocab)
+            paras.append("\n".join(" ".join(words[i : i + 10]) for i in range(0, len(words), 10)))
+        docs.append("\n\n".join(paras))
+    docs += [f.read_text(errors="replace") for f in sorted((corpus / "outputs" / "prose").iterdir())[::3]]
+
+    def run(text: str) -> list[tuple[str, list[str]]]:
+        blocks = prose._blocks(text.split("\n"))
+        prose._drop_duplicates(blocks, "ctx_k")
+        return [(b.kind, b.lines) for b in blocks]
+
+    fast = [run(d) for d in docs]
+    monkeypatch.setattr(prose, "_may_repeat", lambda shingled: True)
+    assert [run(d) for d in docs] == fast
+    markers = " ".join(ln for blocks in fast for kind, lines in blocks if kind == "marker" for ln in lines)
+    assert "near-repeat" in markers or "same as in an earlier" in markers  # near-repeats were found

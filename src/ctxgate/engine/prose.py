@@ -309,13 +309,9 @@ _MIN_DOC_FOR_QUERY = 2000  # characters; a short document is read whole
 def _drop_duplicates(blocks: list[_Block], key: str) -> int:
     """Exact and near-duplicate paragraphs (and code blocks) after their first occurrence."""
     seen_exact: dict[str, int] = {}
-    index: dict[bytes, list[int]] = {}
-    sets: list[set[bytes]] = []
-    texts: list[list[str]] = []
+    shingled: list[tuple[_Block, set[bytes]]] = []
     dropped = 0
-    #: the last paragraph is compared with earlier ones only: with none indexed, it is not shingled
-    last = max((k for k, b in enumerate(blocks) if b.kind == "para"), default=-1)
-    for k, b in enumerate(blocks):
+    for b in blocks:
         if b.kind not in ("para", "code"):
             continue
         body = "\n".join(b.lines).strip()
@@ -331,11 +327,35 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
                 dropped += 1
             continue
         seen_exact[body] = 1
-        if b.kind == "code" or (k == last and not index):
+        if b.kind == "code":
             continue
         sh = _shingles(body)  # the same words as in the lines joined with spaces
-        if len(sh) < 12:
-            continue
+        if len(sh) >= 12:
+            shingled.append((b, sh))
+    if _may_repeat(shingled):
+        dropped += _drop_near_duplicates(shingled, key)
+    return dropped
+
+
+def _may_repeat(shingled: list[tuple[_Block, set[bytes]]]) -> bool:
+    """Whether some paragraph has 85% of its shingles in earlier paragraphs: without one, none
+    is a near-duplicate of an earlier one (which shares 85% of its shingles with it), and the
+    sketch pass is not needed. Most documents have none."""
+    seen: set[bytes] = set()
+    for _, sh in shingled:
+        if len(sh & seen) >= 0.85 * len(sh):
+            return True
+        seen |= sh
+    return False
+
+
+def _drop_near_duplicates(shingled: list[tuple[_Block, set[bytes]]], key: str) -> int:
+    """Paragraphs with the same word 3-grams as an earlier one for 85% or more."""
+    index: dict[bytes, list[int]] = {}
+    sets: list[set[bytes]] = []
+    texts: list[list[str]] = []
+    dropped = 0
+    for b, sh in shingled:
         # candidates share shingles of a small sketch (the smallest ones, a deterministic
         # min-hash); the best candidate is then compared exactly
         sketch = sorted(sh)[:_SKETCH]
