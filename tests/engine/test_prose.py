@@ -294,7 +294,7 @@ def test_the_repeat_filter_never_skips_a_near_duplicate(corpus, monkeypatch) -> 
 
     rnd = random.Random(3)
     vocab = [f"w{i}" for i in range(40)]
-    base = [" ".join(rnd.choice(vocab) for _ in range(30)) for _ in range(6)]
+    base = [" ".join(rnd.choice(vocab) for _ in range(60)) for _ in range(6)]
     docs = []
     for _ in range(150):
         paras = []
@@ -302,7 +302,8 @@ def test_the_repeat_filter_never_skips_a_near_duplicate(corpus, monkeypatch) -> 
             words = rnd.choice(base).split()
             for _ in range(rnd.randint(0, 6)):  # a few words changed: sometimes still a near-repeat
                 words[rnd.randrange(len(words))] = rnd.choice(vocab)
-            paras.append("\n".join(" ".join(words[i : i + 10]) for i in range(0, len(words), 10)))
+            cut = rnd.choice((20, 60))  # three lines, or one
+            paras.append("\n".join(" ".join(words[i : i + cut]) for i in range(0, len(words), cut)))
         docs.append("\n\n".join(paras))
     docs += [f.read_text(errors="replace") for f in sorted((corpus / "outputs" / "prose").iterdir())[::3]]
 
