@@ -88,9 +88,10 @@ class Settings(BaseSettings):
     protected_dedupe: Literal["whole", "runs"] = Field(
         "whole",
         description=(
-            "References allowed in a protected output or file read: 'whole' (a whole copy of an earlier "
-            "output, or the text of the call's own arguments, such as a Write that prints the file it "
-            "wrote) or 'runs' (also runs of 8+ lines repeated from an earlier exact output)."
+            "References allowed in a protected output or file read: 'whole' (an identical earlier output; "
+            "an earlier call's argument that the output copies whole, such as a Read of a file the agent "
+            "wrote; runs of its own call's arguments, such as a Write that prints what it wrote) or 'runs' "
+            "(also runs of 8+ lines of earlier outputs as sent and of earlier calls' arguments)."
         ),
     )
     min_tokens: int = Field(
