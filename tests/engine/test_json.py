@@ -197,3 +197,57 @@ def test_small_items_are_not_sampled_when_markers_would_eat_the_gain() -> None:
     items = [{"id": i, "msg": f"request {i}"} for i in range(40)]
     out = J.compress(json.dumps(items), BALANCED)
     assert not out.originals and decode_json(out.text) == items
+
+
+def _dedupe_reference(value: object) -> tuple[object, int]:
+    """``dedupe`` as first written: every value walked, every long text remembered."""
+    from ctxgate.engine.json import _IDENT, _MIN_REPEAT_CHARS, _SAME_AS, _dump, _is_marker, _text
+
+    seen: dict[str, str] = {}
+    count = 0
+
+    def walk(v: object, path: str) -> object:
+        nonlocal count
+        t = _text(v) if isinstance(v, dict | list | str) else None
+        if t is not None and len(t) >= _MIN_REPEAT_CHARS and not _is_marker(v):
+            ref = seen.get(t)
+            if ref is not None and len(ref) + len(_SAME_AS) + 16 < len(t):
+                count += 1
+                return f"{_SAME_AS}{ref}]"
+            seen.setdefault(t, path)
+        if isinstance(v, dict):
+            return {k: walk(x, path + (f".{k}" if _IDENT.match(k) else f"[{_dump(k)}]")) for k, x in v.items()}
+        if isinstance(v, list):
+            out, shown = [], 0
+            for x in v:
+                if _is_marker(x):
+                    out.append(x)
+                    continue
+                out.append(walk(x, f"{path}[{shown}]"))
+                shown += 1
+            return out
+        return v
+
+    return walk(value, "$"), count
+
+
+def test_dedupe_matches_the_plain_walk() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    long = st.sampled_from(["x" * 50, "y" * 60, "short", "[... 3 of 9 items omitted; retrieve: ctx_" + "a" * 20 + "]"])
+    leaf = st.one_of(st.integers(0, 3), long, st.none())
+    tree = st.recursive(
+        leaf,
+        lambda kids: st.one_of(
+            st.lists(kids, max_size=5), st.dictionaries(st.sampled_from(["a", "b-c", "id", "n"]), kids, max_size=4)
+        ),
+        max_leaves=40,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(tree)
+    def check(value: object) -> None:
+        assert dedupe(value) == _dedupe_reference(value)
+
+    check()

@@ -36,6 +36,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from ctxgate.engine import _select
@@ -106,30 +107,52 @@ def dedupe(value: Any) -> tuple[Any, int]:
     (omission markers are not counted). Returns the new value and the replacements made.
     """
     canon: dict[int, str] = {}
+    #: texts of the values long enough to repeat, in post-order: a container's descendants
+    #: are the run ``spans[id]`` just before its own entry
+    long: list[str] = []
+    spans: dict[int, tuple[int, int]] = {}
 
     def text(v: Any) -> str:
         if isinstance(v, dict):
+            first = len(long)
             t = "{" + ",".join(_dump(k) + ":" + text(x) for k, x in v.items()) + "}"
         elif isinstance(v, list):
+            first = len(long)
             t = "[" + ",".join(text(x) for x in v) + "]"
         else:
-            return _text(v)
+            t = _text(v)
+            if len(t) >= _MIN_REPEAT_CHARS and isinstance(v, str):
+                long.append(t)
+            return t
         canon[id(v)] = t
+        spans[id(v)] = (first, len(long))
+        if len(t) >= _MIN_REPEAT_CHARS:
+            long.append(t)
         return t
 
     text(value)
+    counts = Counter(long)
+    if len(counts) == len(long):
+        return value, 0  # nothing repeats
+    # repeated[: i] counts the entries before i that repeat: a container whose descendants
+    # hold none is left as it is, unwalked
+    repeated = [0, *accumulate(counts[t] > 1 for t in long)]
     seen: dict[str, str] = {}
     count = 0
 
     def walk(v: Any, path: str) -> Any:
         nonlocal count
         t = canon.get(id(v)) if isinstance(v, dict | list) else (_text(v) if isinstance(v, str) else None)
-        if t is not None and len(t) >= _MIN_REPEAT_CHARS and not _is_marker(v):
+        if t is not None and len(t) >= _MIN_REPEAT_CHARS and counts[t] > 1 and not _is_marker(v):
             ref = seen.get(t)
             if ref is not None and len(ref) + len(_SAME_AS) + 16 < len(t):
                 count += 1
                 return f"{_SAME_AS}{ref}]"
             seen.setdefault(t, path)
+        if isinstance(v, dict | list):
+            first, stop = spans[id(v)]
+            if repeated[stop] == repeated[first]:
+                return v  # no repeated value inside
         if isinstance(v, dict):
             return {
                 k: walk(x, path + (f".{k}" if _IDENT.match(k) else f"[{_dump(k)}]")) if _walked(x) else x
