@@ -546,6 +546,26 @@ async def test_a_long_run_repeated_from_an_earlier_output_becomes_a_reference() 
     assert await store.get("default", key) == later
 
 
+async def test_a_polled_output_repeating_a_shortened_one_says_so_and_compresses_the_rest() -> None:
+    p, store = make()
+    first = big_log(120, word="compiled")
+    turns = [("user", "go"), ("call", "a", "TaskOutput", {"task_id": "t1"}), ("result", "a", first)]
+    r1 = await p.run(anthropic_request(turns), INFO)
+    assert tool_texts(r1.body)[0] != first  # the engine shortened it
+    later = first + "\n" + big_log(60, word="served") + "\nERROR step 121 failed: timeout"
+    turns += [("call", "b", "TaskOutput", {"task_id": "t1"}), ("result", "b", later)]
+    r = await p.run(anthropic_request(turns), INFO)
+    assert r.counts == {"replayed": 1, "repeat": 1}
+    assert "repeat_lossy" in r.transforms
+    text = tool_texts(r.body)[1]
+    keys = [k for k in r.ccr_hashes if await store.get("default", k) == later]
+    assert len(keys) == 1
+    key = keys[0]
+    assert text.startswith(f"[120 lines same as lines 1-120 of the full output of tool call a, shortened above; "
+                           f"retrieve: {key}]\n")
+    assert text.endswith("ERROR step 121 failed: timeout") and len(text) < len(big_log(60, word="served")) // 2
+
+
 async def test_a_write_that_prints_what_it_wrote_points_at_its_own_input() -> None:
     """Write is protected, but its echo of the file it wrote is in the request already, byte for
     byte, in the call's input, which is never changed: the echo becomes a reference."""

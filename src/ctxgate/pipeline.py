@@ -560,30 +560,45 @@ class Pipeline:
             return _Decision(None, reason)
         # runs of text the request holds byte for byte: the call's own arguments (never changed),
         # and earlier outputs as they went upstream (for a protected one, only with ``protected_runs``)
-        earlier = None
+        earlier, unshown = None, []
         if reason is None or policy.protected_runs:
-            earlier = [(e, sent[e.index]) for e in conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]]
+            window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
+            earlier = [(e, sent[e.index]) for e in window]
+            if reason is None and policy.level_for(b.tool_name) == "balanced":
+                # an unprotected output may also repeat what an earlier one held before it was shortened
+                unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
         whole = reason is not None and not policy.protected_runs
-        found = refs.references(b, call, earlier, calls, whole=whole)
+        found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown)
+        ctx = engine.Context(
+            tool_name=b.tool_name,
+            tool_args=call.args if call else None,
+            query=conv.query,
+            level=policy.level_for(b.tool_name),
+            model=info.model,
+            min_tokens=policy.min_tokens,
+        )
         best = None
         if found:
             ref = retrieval_key(b.text)
-            kinds = tuple(sorted({"repeat" if isinstance(r, refs.Repeat) else "echo" for r in found}))
-            text = refs.reference_text(b, call, found, ref)
-            best = _Decision(text, "repeat" if "repeat" in kinds else "echo", {ref: b.text}, kinds)
+            originals: dict[str, str] = {ref: b.text}
+            transforms: set[str] = set()
+            kinds = {("repeat" if r.shown else "repeat_lossy") if isinstance(r, refs.Repeat) else "echo" for r in found}
+
+            def fill(gap: str) -> str:
+                """An unprotected output's text between its references goes through the engine."""
+                o = engine.compress(gap, ctx)
+                if not o.changed:
+                    return gap
+                originals.update({x.key: x.text for x in o.originals})
+                transforms.update(o.transforms)
+                return o.text
+
+            text = refs.reference_text(b, call, found, ref, fill if reason is None else None)
+            reason_ = "echo" if kinds == {"echo"} else "repeat"
+            best = _Decision(text, reason_, originals, tuple(sorted(kinds | transforms)))
         if reason is not None:  # protected: a reference, or nothing
             return best if best is not None else _Decision(None, reason)
-        outcome = engine.compress(
-            b.text,
-            engine.Context(
-                tool_name=b.tool_name,
-                tool_args=call.args if call else None,
-                query=conv.query,
-                level=policy.level_for(b.tool_name),
-                model=info.model,
-                min_tokens=policy.min_tokens,
-            ),
-        )
+        outcome = engine.compress(b.text, ctx)
         if best is not None and best.value is not None and tokens.count(best.value, info.model).tokens < outcome.tokens_after:
             return best
         if not outcome.changed:

@@ -27,12 +27,17 @@ _ECHO_PLAIN = re.compile(
     rf'\[(\d+) lines: lines (\d+)-(\d+) of the "(.+)" argument of {_WHOSE}, verbatim; retrieve: ctx_\w+\]'
 )
 _REPEAT = re.compile(
-    r"\[(\d+) lines same as lines (\d+)-(\d+) of the output of tool call (\S+) above; retrieve: ctx_\w+\]"
+    r"\[(\d+) lines same as lines (\d+)-(\d+) of (?:the output of tool call (\S+) above|the full output of tool call "
+    r"(\S+), shortened above); retrieve: ctx_\w+\]"
 )
 
 
 def decode(
-    text: str, call: ToolCall | None, earlier: dict[str, str], calls: dict[str, ToolCall] | None = None
+    text: str,
+    call: ToolCall | None,
+    earlier: dict[str, str],
+    calls: dict[str, ToolCall] | None = None,
+    full: dict[str, str] | None = None,
 ) -> str:
     """Rebuild an output from its markers, the calls' arguments and the earlier outputs (by tool id)."""
     own = json.loads(call.args) if call is not None else {}
@@ -50,8 +55,9 @@ def decode(
             args = json.loads((calls or {})[other].args) if other else own
             out += args[name].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
         elif m := _REPEAT.fullmatch(line):
-            k, a, _, tool_id = m.groups()
-            out += earlier[tool_id].split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
+            k, a, _, tool_id, full_id = m.groups()
+            source = earlier[tool_id] if tool_id else (full or {})[full_id]
+            out += source.split("\n")[int(a) - 1 : int(a) - 1 + int(k)]
         else:
             out.append(line)
     return "\n".join(out)
@@ -136,6 +142,25 @@ def test_repeated_lines_finds_the_longest_runs_of_earlier_outputs() -> None:
     assert decode(text, None, {"a": earlier.text, "b": other.text}) == now.text
     assert refs.repeated_lines(Block(3, 7, "d", -1, "\n".join(common[:5]), 0, 0), sent) == []  # too short
     assert refs.repeated_lines(Block(3, 7, "d", -1, "\n".join(f"x{i}" for i in range(30)), 0, 0), sent) == []
+
+
+def test_a_repeat_of_an_output_sent_shortened_says_so() -> None:
+    """The earlier output went upstream compressed: a run of its full text is a lossy reference,
+    marked as such, and the text between the references can be rewritten (``fill``)."""
+    log = [f"worker {i % 7} processed batch {i}" for i in range(40)]
+    first = Block(0, 1, "a", -1, "\n".join(log), 0, 0)
+    now = Block(1, 3, "b", -1, "\n".join([*log, "ERROR batch 40 failed", "tail"]), 0, 0)
+    sent = [(first, "[40 log lines like: worker <*> processed batch <*>; retrieve: ctx_x]")]
+    assert refs.repeated_lines(now, sent) == []
+    rep = refs.repeated_lines(now, sent, unshown=[(first, first.text)])
+    assert [(r.first_start, r.start, r.end, r.shown) for r in rep] == [(0, 0, 40, False)]
+    text = refs.reference_text(now, None, rep, "ctx_k", fill=str.upper)
+    assert text == (
+        "[40 lines same as lines 1-40 of the full output of tool call a, shortened above; retrieve: ctx_k]\n"
+        "ERROR BATCH 40 FAILED\nTAIL"
+    )
+    plain = refs.reference_text(now, None, rep, "ctx_k")
+    assert decode(plain, None, {}, full={"a": first.text}) == now.text
 
 
 def test_repeats_point_at_the_text_as_it_went_upstream() -> None:

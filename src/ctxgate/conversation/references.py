@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -62,16 +62,23 @@ def duplicate_marker(first: Block, key: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Repeat:
     """Lines ``[start, end)`` of an output are lines ``[first_start, first_start + end - start)`` of
-    ``first``'s text as it went upstream (itself with references in it, or compressed, perhaps)."""
+    ``first``'s text as it went upstream (itself with references in it, or compressed, perhaps),
+    or, ``shown`` False, of its full text, which went upstream shortened (a lossy reference: the
+    model has only what the earlier output kept; the retrieval key brings the rest back)."""
 
     first: Block
     first_start: int
     start: int
     end: int
+    shown: bool = True
 
     def marker(self, call: ToolCall | None, key: str) -> str:
         a, b = self.first_start + 1, self.first_start + self.end - self.start
-        return f"[{self.end - self.start} lines same as lines {a}-{b} of the output of {_where(self.first)} above; retrieve: {key}]"
+        if self.shown:
+            where = f"the output of {_where(self.first)} above"
+        else:
+            where = f"the full output of {_where(self.first)}, shortened above"
+        return f"[{self.end - self.start} lines same as lines {a}-{b} of {where}; retrieve: {key}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,20 +169,26 @@ def shared_runs(
     return out
 
 
-def repeated_lines(block: Block, earlier: Sequence[tuple[Block, str]]) -> list[Repeat]:
+def repeated_lines(
+    block: Block, earlier: Sequence[tuple[Block, str]], unshown: Sequence[tuple[Block, str]] = ()
+) -> list[Repeat]:
     """Runs of at least ``MIN_LINES`` lines this output shares with the ``LOOKBACK`` most recent
-    earlier outputs, each given with the text that went upstream for it: the longest first, not
-    overlapping, in the order of the output. Line numbers in a ``Repeat`` are those of that text."""
+    earlier outputs, each given with the text that went upstream for it (``unshown``: with its
+    full text, for outputs that went upstream shortened): the longest first, not overlapping, in
+    the order of the output. Line numbers in a ``Repeat`` are those of that text."""
     lines = block.text.split("\n")
     if len(lines) < MIN_LINES:
         return []
     wanted = set(lines)
     found: list[Repeat] = []
-    for e, text in reversed(earlier[-LOOKBACK:]):  # on a tie the most recent wins
+    # on a tie what was shown wins, then the most recent
+    sources = [(e, t, True) for e, t in reversed(earlier[-LOOKBACK:])]
+    sources += [(e, t, False) for e, t in reversed(unshown[-LOOKBACK:])]
+    for e, text, shown in sources:
         other = text.split("\n")
         if len(other) < MIN_LINES or len(wanted.intersection(other)) < MIN_LINES:
             continue
-        found += [Repeat(e, a, b, b + size) for a, b, size in shared_runs(other, lines)]
+        found += [Repeat(e, a, b, b + size, shown) for a, b, size in shared_runs(other, lines)]
     return _disjoint(found)
 
 
@@ -337,11 +350,12 @@ def references(
     calls: Calls | None = None,
     *,
     whole: bool = False,
+    unshown: Sequence[tuple[Block, str]] = (),
 ) -> list[Reference]:
     """The runs of this output the request already holds byte for byte: echoes of its own call's
     arguments, echoes of the arguments of the ``LOOKBACK`` most recent earlier ``calls``, and
-    (``earlier`` given) repeats of earlier outputs as sent; the longest first, not overlapping,
-    in output order.
+    (``earlier`` given) repeats of earlier outputs as sent (and of the full text of ``unshown``
+    ones, which went upstream shortened: lossy); the longest first, not overlapping, in output order.
 
     ``whole``: echoes of earlier calls count only when, with the other references, they cover the
     output without a gap, but for at most ``WHOLE_SLACK`` lines at its start or end (a file read
@@ -351,7 +365,7 @@ def references(
     out = _Output(block.text)
     found: list[Reference] = [*echoed_arguments(block, call, calls=calls, out=out)]
     if earlier:
-        found += repeated_lines(block, earlier)  # after the own call's echoes: those win a tie
+        found += repeated_lines(block, earlier, unshown)  # after the own call's echoes: those win a tie
     others = [c for c in calls.before(block.message) if c is not call][-LOOKBACK:]
     if not others:
         return _disjoint(found)
@@ -372,16 +386,27 @@ def _covers(found: Sequence[Reference], n: int) -> bool:
     return found[0].start + n - found[-1].end <= WHOLE_SLACK
 
 
-def reference_text(block: Block, call: ToolCall | None, refs: list[Reference], key: str) -> str:
-    """The output with each referenced run replaced by its marker line."""
+def reference_text(
+    block: Block,
+    call: ToolCall | None,
+    refs: list[Reference],
+    key: str,
+    fill: Callable[[str], str] | None = None,
+) -> str:
+    """The output with each referenced run replaced by its marker line; ``fill`` (given) rewrites
+    the text between the markers, each stretch on its own (the engine, for an unprotected output)."""
     lines = block.text.split("\n")
     out: list[str] = []
     pos = 0
-    for r in refs:
-        out += lines[pos : r.start]
-        out.append(r.marker(call, key))
-        pos = r.end
-    return "\n".join(out + lines[pos:])
+    for r in [*refs, None]:
+        end = len(lines) if r is None else r.start
+        if end > pos:
+            gap = "\n".join(lines[pos:end])
+            out.append(fill(gap) if fill is not None else gap)
+        if r is not None:
+            out.append(r.marker(call, key))
+            pos = r.end
+    return "\n".join(out)
 
 
 def _where(block: Block) -> str:
