@@ -317,3 +317,39 @@ def test_the_repeat_filter_never_skips_a_near_duplicate(corpus, monkeypatch) -> 
     assert [run(d) for d in docs] == fast
     markers = " ".join(ln for blocks in fast for kind, lines in blocks if kind == "marker" for ln in lines)
     assert "near-repeat" in markers or "same as in an earlier" in markers  # near-repeats were found
+
+
+def test_join_patterns_match_only_lines_their_first_character_allows(corpus) -> None:
+    """``_unwrap`` tries its patterns only on lines whose first character can start a match."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine.prose import (
+        _FIELD,
+        _FIELD_FIRST,
+        _NO_JOIN,
+        _NO_JOIN_FIRST,
+        _STRUCTURED,
+        _STRUCTURED_FIRST,
+    )
+
+    def check_line(line: str) -> None:
+        lead = line.lstrip()
+        if _NO_JOIN.match(line):
+            assert lead[:1] in _NO_JOIN_FIRST or lead[:1].isdigit(), line
+        if _STRUCTURED.match(line):
+            assert lead[:1] in _STRUCTURED_FIRST, line
+        if _FIELD.match(line):
+            assert line[:1] in _FIELD_FIRST, line
+
+    for f in sorted((corpus / "outputs" / "prose").iterdir()):
+        for line in f.read_text(errors="replace").split("\n"):
+            check_line(line)
+    alphabet = st.sampled_from(list(" \t\u00a0\u2003-*+#.|><:=~^[]()!/0123456789٣aZx_"))
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(alphabet, max_size=12))
+    def check(line: str) -> None:
+        check_line(line)
+
+    check()

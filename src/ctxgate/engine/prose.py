@@ -256,11 +256,14 @@ def _unwrap(para: list[str], width: int) -> list[str]:
             return para  # most breaks are the author's own: not a hard-wrapped paragraph
     out = [para[0]]
     raw_prev = para[0]
-    indent = len(raw_prev) - len(raw_prev.lstrip())
-    # the tests run cheapest first; each only when the ones before allow a join
+    lead_prev = raw_prev.lstrip()
+    indent = len(raw_prev) - len(lead_prev)
+    # the tests run cheapest first; each only when the ones before allow a join, and each
+    # pattern only on a line whose first character can start a match
     for line in para[1:]:
         prev = out[-1]
-        prev_indent, indent = indent, len(line) - len(line.lstrip())
+        lead = line.lstrip()
+        prev_indent, indent = indent, len(line) - len(lead)
         same_block = indent == prev_indent or (
             prev_indent < indent <= prev_indent + 4 and _BULLET.match(prev) is not None
         )
@@ -271,16 +274,23 @@ def _unwrap(para: list[str], width: int) -> list[str]:
         if (
             wrapped
             and not raw_prev.rstrip().endswith(("::", "|"))
-            and _STRUCTURED.match(raw_prev) is None
+            and not (lead_prev[:1] in _STRUCTURED_FIRST and _STRUCTURED.match(raw_prev))
             and not _underline(raw_prev)
-            and _FIELD.match(line) is None
-            and not _NO_JOIN.match(line)
+            and not (line[:1] in _FIELD_FIRST and _FIELD.match(line))
+            and not ((lead[:1] in _NO_JOIN_FIRST or lead[:1].isdigit()) and _NO_JOIN.match(line))
         ):
             out[-1] = prev + " " + line.strip()
         else:
             out.append(line)
-        raw_prev = line
+        raw_prev, lead_prev = line, lead
     return out
+
+
+#: the first non-blank characters a match of ``_STRUCTURED`` or ``_NO_JOIN`` (besides a digit)
+#: can have, and the first characters of a ``_FIELD`` match
+_STRUCTURED_FIRST = frozenset("|<#")
+_NO_JOIN_FIRST = frozenset("-*+#.|><:=~^[")
+_FIELD_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 #: every byte that is not an ASCII lowercase letter or digit becomes a space: ``_WORD`` runs
