@@ -353,3 +353,13 @@ def test_join_patterns_match_only_lines_their_first_character_allows(corpus) -> 
         check_line(line)
 
     check()
+
+
+def test_heading_and_directive_prefilters_are_exact() -> None:
+    from ctxgate.engine.prose import _LITERAL_DIRECTIVE, _MD_HEADING, _TABLE_DIRECTIVE, _heading
+
+    for line in ["# Title", "###### six", "####### seven", " # indented", "#no", "text", "", "#\tTab"]:
+        assert _heading(line) == (_MD_HEADING.match(line) is not None), line
+    for line in [".. code:: python", "  .. list-table::", ".. note::", "..code::", "x .. y", ".. csv-table::"]:
+        for pattern in (_LITERAL_DIRECTIVE, _TABLE_DIRECTIVE):
+            assert pattern.match(line) is None or ".. " in line, line

@@ -99,7 +99,7 @@ class ProseCompressor:
             1 for ln in lines if _SIX_WORDS.search(ln.lower()) and not ln.lstrip().startswith(("{", "<"))
         )
         frac = wordy / len(lines)
-        headings = sum(1 for ln in lines if _MD_HEADING.match(ln) or _UNDERLINE.match(ln))
+        headings = sum(1 for ln in lines if _heading(ln) or _underline(ln))
         if frac < 0.3:
             return -1.0
         # a document with headings is prose even when it has fenced examples (it handles
@@ -177,10 +177,10 @@ def _blocks(lines: list[str]) -> list[_Block]:
             literal_after = None
             i = j
             continue
-        if _MD_HEADING.match(line) or (
+        if _heading(line) or (
             i + 1 < n and _underline(lines[i + 1]) and len(lines[i + 1]) >= 3
         ):
-            end = i + 1 if _MD_HEADING.match(line) else i + 2
+            end = i + 1 if _heading(line) else i + 2
             blocks.append(_Block(i, lines[i:end], "heading"))
             i = end
             continue
@@ -190,9 +190,10 @@ def _blocks(lines: list[str]) -> list[_Block]:
                 break
             j += 1
         blocks.append(_Block(i, lines[i:j], "para"))
-        literal = lines[j - 1].endswith("::") or _LITERAL_DIRECTIVE.match(lines[i]) is not None
+        directive = ".. " in lines[i]  # every rst directive holds it
+        literal = lines[j - 1].endswith("::") or (directive and _LITERAL_DIRECTIVE.match(lines[i]) is not None)
         literal_after = _indent(lines[i]) if literal else None
-        literal_kind = "table" if _TABLE_DIRECTIVE.match(lines[i]) else "code"
+        literal_kind = "table" if directive and _TABLE_DIRECTIVE.match(lines[i]) else "code"
         i = j
     return blocks
 
@@ -204,6 +205,11 @@ def _fence(line: str) -> bool:
 
 #: the characters an ``_UNDERLINE`` line is made of
 _UNDERLINE_CHARS = frozenset("=-~^\"'`#*+:.")
+
+
+def _heading(line: str) -> bool:
+    """``_MD_HEADING.match(line)``, tried only on lines that start with ``#``."""
+    return line[:1] == "#" and _MD_HEADING.match(line) is not None
 
 
 def _underline(line: str) -> bool:
