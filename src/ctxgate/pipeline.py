@@ -598,7 +598,7 @@ class Pipeline:
             best = _Decision(text, reason_, originals, tuple(sorted(kinds | transforms)))
         if reason is not None:  # protected: a reference, or nothing
             return best if best is not None else _Decision(None, reason)
-        outcome = engine.compress(b.text, ctx)
+        outcome = engine.compress(b.text, ctx, tokens_before=n)  # n: counted above (reason is None)
         if best is not None and best.value is not None and tokens.count(best.value, info.model).tokens < outcome.tokens_after:
             return best
         if not outcome.changed:
