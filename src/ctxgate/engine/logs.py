@@ -89,7 +89,9 @@ _KEEP_START = re.compile(
     r"|[ \t]+at [\w$.<>/]+\(|[ \t]+\.\.\. \d+ more$|[ \t]+at .+:\d+:\d+\)?$"
 )
 #: the first characters a ``_KEEP_START`` match can begin with (a line starting otherwise is not tried)
-_KEEP_FIRST = frozenset("pfexs \t✓✔✕✗×√-otr=cd")
+_KEEP_FIRST = frozenset(" \t✓✔✕✗×√-=")
+#: ... or with these two (the other forms start with a word)
+_KEEP_FIRST2 = frozenset(["pa", "fa", "er", "xf", "xp", "sk", "ok", "te", "ra", "su", "to", "fi", "co", "do"])
 #: ... and anywhere in the line (no leading ``\b``: it makes the scan slow), each form with the
 #: literals of which every match holds one, so that a substring scan finds its candidate lines
 #: (one regex over every line of a test run, where "test" is on most lines, is slow)
@@ -110,7 +112,11 @@ _KEEP_ANY = (
 
 def _keep_lines(low: list[str], lowered: str, starts: list[int]) -> set[int]:
     """Indexes of the lowercased lines that are test results, summaries or stack frames."""
-    found = {i for i, ln in enumerate(low) if ln[:1] in _KEEP_FIRST and _KEEP_START.match(ln)}
+    found = {
+        i
+        for i, ln in enumerate(low)
+        if (ln[:1] in _KEEP_FIRST or ln[:2] in _KEEP_FIRST2) and _KEEP_START.match(ln)
+    }
     for pattern, triggers in _KEEP_ANY:
         found |= lines_matching(low, lowered, starts, triggers, pattern.search)
     return found
