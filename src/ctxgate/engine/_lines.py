@@ -112,6 +112,8 @@ def templates(lines: Sequence[str]) -> list[str]:
     Only the lines holding a digit or a slash go through it (most prose lines hold none,
     and the pattern is tried at every character)."""
     has = DIGIT_OR_SLASH.search
+    if sum(1 for line in lines[:40] if has(line)) >= 30:  # mostly variable lines (a log): all at once
+        return template("\n".join(lines)).split("\n")
     todo = [i for i, line in enumerate(lines) if has(line)]
     if not todo:
         return list(lines)
