@@ -136,3 +136,10 @@ def test_templates_of_lines_with_and_without_variable_parts() -> None:
     assert templates(lines) == [template(ln) for ln in lines]
     assert templates(lines[:1]) == ["plain words only"] and templates([]) == []
     assert templates(lines[1:2]) == [template(lines[1])]
+
+
+def test_templates_of_a_log_with_a_few_plain_lines() -> None:
+    from ctxgate.engine._lines import template, templates
+
+    lines = [f"2024-01-01 12:00:{i:02d} worker {i} done" if i % 10 else "plain line" for i in range(60)]
+    assert templates(lines) == [template(ln) for ln in lines]
