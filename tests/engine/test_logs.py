@@ -304,3 +304,23 @@ def test_repetition_bound_is_never_below_the_repetition(corpus) -> None:
 
     check()
 
+
+
+def test_a_text_with_nothing_to_fold_gets_what_the_full_plan_gives(corpus, monkeypatch) -> None:
+    """The shortcut for texts whose lines cannot group changes no result."""
+    import random
+
+    from ctxgate.engine import logs
+
+    rnd = random.Random(5)
+    words = ["ok", "x1", "/tmp/a", "build", "step", "+ cmd", "_ t _", "ERROR: a", "done", "12", "  ", "warn"]
+    texts = [
+        "\n".join(" ".join(rnd.choice(words) for _ in range(rnd.randint(0, 4))) for _ in range(rnd.randint(3, 30)))
+        for _ in range(400)
+    ]
+    texts += [f.read_text(errors="replace")[:3000] for f in sorted((corpus / "outputs").rglob("*"))[::3] if f.is_file()]
+    ctx = Context(tool_name="Bash")
+    fast = [LOGS.compress(t, ctx) for t in texts]
+    assert any(logs._nothing_to_fold(logs.normalize(t)[0]) for t in texts)
+    monkeypatch.setattr(logs, "_nothing_to_fold", lambda lines: False)
+    assert [LOGS.compress(t, ctx) for t in texts] == fast

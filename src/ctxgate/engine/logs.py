@@ -196,6 +196,8 @@ class LogCompressor:
             if folded:
                 transforms.append("logs:runs")
             return Result("\n".join(out), tuple(transforms))
+        if _nothing_to_fold(lines):
+            return Result("\n".join(lines), tuple(transforms))  # what the plan below would give
         key = retrieval_key(text)
         plan = Plan()
         lazy = _Templates(lines)
@@ -243,19 +245,42 @@ def _repetition(lines: list[str]) -> float:
 
 
 def _repetition_bound(lines: list[str]) -> float:
-    """An upper bound of ``_repetition(lines)``, without templating a line.
+    """An upper bound of ``_repetition(lines)``, without templating whole lines.
 
-    Lines that share a template, or a loose key, have as many words and the same first word,
-    unless that word holds a variable part (a digit, a slash) or a literal ``<*>``: a line
-    whose (word count, first word) is shared by fewer than four others is in no group of five.
+    Lines that share a template, or a loose key, have as many words and the same first word
+    once templated (``_shape``): a line whose shape is shared by fewer than four others is in
+    no group of five.
     """
-    shapes = Counter(_shape(ln.split()) for ln in lines)
+    shapes = Counter(_shape(ln) for ln in lines)
     return sum(n for n in shapes.values() if n >= 5) / len(lines)
 
 
-def _shape(words: list[str]) -> tuple[int, str | None]:
+def _shape(line: str) -> tuple[int, str]:
+    """Word count and templated first word: what a line's template and loose key both keep
+    (templating masks runs of word characters inside words, never across a blank)."""
+    words = line.split()
     first = words[0] if words else ""
-    return len(words), None if "<*>" in first or DIGIT_OR_SLASH.search(first) else first
+    return len(words), template(first) if DIGIT_OR_SLASH.search(first) else first
+
+
+def _nothing_to_fold(lines: list[str]) -> bool:
+    """Whether the lossy plan cannot drop a line nor ``fold_runs`` fold one: no trace line,
+    fewer than two failure entries, no three equal lines in a row, and no shape shared by
+    five lines (every template group, loose or not, has five lines of one shape)."""
+    seen: dict[tuple[int, str], int] = {}
+    for line in lines:
+        if line:
+            shape = _shape(line)
+            n = seen[shape] = seen.get(shape, 0) + 1
+            if n >= 5:
+                return False
+    entries = 0
+    for line in lines:
+        if line.startswith("+"):
+            return False
+        if (line.startswith("_") or line[:5] in ("ERROR", "FAIL:")) and _ENTRY.match(line):
+            entries += 1
+    return entries < 2 and not any(a == b == c and a for a, b, c in zip(lines, lines[1:], lines[2:], strict=False))
 
 
 def _loose_key(line: str, tpl: str) -> str:
