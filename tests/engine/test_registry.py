@@ -153,7 +153,9 @@ def test_max_scores_hold_on_the_corpus(corpus) -> None:
         text = f.read_text(encoding="utf-8", errors="replace")
         for c in registry.COMPRESSORS:
             for tool in tools:
-                assert registry._score(c, text, Context(tool_name=tool)) <= c.max_score, (c.name, f.name)  # type: ignore[attr-defined]
+                ctx = Context(tool_name=tool)
+                cap = registry.max_score(c, ctx)
+                assert registry._score(c, text, ctx) <= cap <= c.max_score, (c.name, f.name)  # type: ignore[attr-defined]
 
 
 class Halver:
@@ -250,7 +252,7 @@ def test_detect_gives_the_same_answer_as_asking_every_scorer_in_order(corpus) ->
     files = sorted(f for f in (corpus / "outputs").rglob("*") if f.is_file() and f.suffix != ".jsonl")
     for f in files[1::3]:
         text = f.read_text(encoding="utf-8", errors="replace")
-        for tool in (None, "WebFetch"):
+        for tool in (None, "WebFetch", "Read"):
             found = registry.detect(text, Context(tool_name=tool))
             assert (found.name if found else None) == slow(text, Context(tool_name=tool)), f.name
 
@@ -302,3 +304,10 @@ def test_json_parses_once_per_call(monkeypatch) -> None:
     text = "[" + ",".join(f'{{"id": {i}, "name": "item {i}", "state": "open"}}' for i in range(60)) + "]"
     out = compress(text, Context())
     assert out.content_type == "json" and out.changed and len(parses) == 1
+
+
+def test_the_code_cap_depends_on_the_tool() -> None:
+    code = next(c for c in registry.COMPRESSORS if c.name == "code")
+    assert registry.max_score(code, Context(tool_name="Read")) == 0.97
+    assert registry.max_score(code, Context(tool_name="Bash")) == 0.9
+    assert code.score('{\n  "a": [1,\n    2]\n}\n', Context(tool_name="Bash")) <= 0.9

@@ -8,7 +8,9 @@ I/O, no clock, no randomness, no global mutable state. They may raise
 ``engine/registry.py`` catches that and passes the original through. Optional
 attributes the dispatcher reads: ``min_tokens`` (below it nothing happens),
 ``verbatim`` (never changed) and ``max_score`` (the most ``score`` ever returns: once a
-better score is found the compressor is not asked; a test checks it on the corpus), and
+better score is found the compressor is not asked; a test checks it on the corpus) or
+``max_score_for(ctx)`` where it depends on the context (source code scores 0.97 only for a
+file read), and
 ``prepare(text, ctx) -> (score, state)`` with ``compress_prepared(text, ctx, state)``: a
 scorer that parses the whole text (JSON) hands its parse to the compressor that way, when
 it wins, instead of parsing twice (``state`` None: ``compress`` is called as usual).

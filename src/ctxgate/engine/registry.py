@@ -102,9 +102,17 @@ def _prepare(c: Compressor, text: str, ctx: Context) -> tuple[float, Any]:
         return -1.0, None
 
 
-#: Compressors whose scorer is cheap (it reads the head of the text) and often final: asked
-#: before the others, so that a final score (an HTML page) spares the scorers that cannot win.
-ASK_FIRST = frozenset({"html"})
+#: Compressors whose scorer is cheap or fails fast on other content, and is often final: asked
+#: before the others, so that a final score (a JSON document, an HTML page) spares the scorers
+#: that cannot win. Not asked early after an entry that may score above ``FINAL_SCORE`` (a file
+#: read): that one decides first.
+ASK_FIRST = frozenset({"json", "html"})
+
+
+def max_score(c: Compressor, ctx: Context) -> float:
+    """The most ``c.score`` returns in ``ctx``: its ``max_score_for(ctx)``, else ``max_score``."""
+    for_ctx = getattr(c, "max_score_for", None)
+    return float(for_ctx(ctx)) if for_ctx is not None else float(getattr(c, "max_score", 1.0))
 
 
 def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None = None) -> Compressor | None:
@@ -120,7 +128,9 @@ def detect(text: str, ctx: Context, compressors: tuple[Compressor, ...] | None =
 
 def _detect(text: str, ctx: Context, cs: tuple[Compressor, ...]) -> tuple[Compressor | None, Any]:
     """``detect``, with the winner's ``prepare`` state (None when it has no ``prepare``)."""
-    early = {i: _prepare(c, text, ctx) for i, c in enumerate(cs) if c.name in ASK_FIRST}
+    caps = [max_score(c, ctx) for c in cs]
+    outbid = next((i for i, cap in enumerate(caps) if cap > FINAL_SCORE), len(cs))
+    early = {i: _prepare(c, text, ctx) for i, c in enumerate(cs[:outbid]) if c.name in ASK_FIRST}
     final = next((i for i in sorted(early) if early[i][0] >= FINAL_SCORE), None)
     best: tuple[Compressor | None, Any] = (None, None)
     best_score = 0.0
@@ -129,7 +139,7 @@ def _detect(text: str, ctx: Context, cs: tuple[Compressor, ...]) -> tuple[Compre
             return c, early[i][1]  # no earlier entry had a final score
         scored = early.get(i)
         if scored is None:
-            cap = getattr(c, "max_score", 1.0)
+            cap = caps[i]
             if final is not None:
                 if cap < FINAL_SCORE:
                     continue  # the answer is a final score, here or later: this one cannot give it
