@@ -201,14 +201,16 @@ def test_small_items_are_not_sampled_when_markers_would_eat_the_gain() -> None:
 
 def _dedupe_reference(value: object) -> tuple[object, int]:
     """``dedupe`` as first written: every value walked, every long text remembered."""
-    from ctxgate.engine.json import _IDENT, _MIN_REPEAT_CHARS, _SAME_AS, _dump, _is_marker, _text
+    import json
+
+    from ctxgate.engine.json import _IDENT, _MIN_REPEAT_CHARS, _SAME_AS, _dump, _is_marker
 
     seen: dict[str, str] = {}
     count = 0
 
     def walk(v: object, path: str) -> object:
         nonlocal count
-        t = _text(v) if isinstance(v, dict | list | str) else None
+        t = json.dumps(v, ensure_ascii=False, separators=(",", ":")) if isinstance(v, dict | list | str) else None
         if t is not None and len(t) >= _MIN_REPEAT_CHARS and not _is_marker(v):
             ref = seen.get(t)
             if ref is not None and len(ref) + len(_SAME_AS) + 16 < len(t):
@@ -249,5 +251,9 @@ def test_dedupe_matches_the_plain_walk() -> None:
     @given(tree)
     def check(value: object) -> None:
         assert dedupe(value) == _dedupe_reference(value)
+
+    item = {"a": "x" * 50, "b": [1, 2, {"n": "y" * 60}]}
+    twice = [item, dict(item), {"c": [dict(item)]}]
+    assert dedupe(twice) == _dedupe_reference(twice) and dedupe(twice)[1] == 2
 
     check()
