@@ -86,8 +86,9 @@ class PipelineResult:
     skip_reason: str | None = None
     error: str | None = None
     #: what happened to the request's blocks: "replayed", "compressed", "verbatim", "old_kept",
-    #: "protected", "file_read", "error_result", "small", "duplicate", "stale_read", "cold_cache",
-    #: "first_with_history", "deferred" (time budget), ...
+    #: "protected", "file_read", "error_result", "small", "duplicate", "echo", "repeat" (references,
+    #: see ``conversation.references``), "stale_read", "cold_cache", "first_with_history", "deferred"
+    #: (time budget), ...
     counts: dict[str, int] = field(default_factory=dict)
     #: the top-level body fields ``RequestInfo.fields`` asked for (those the body has); None when
     #: the body was not parsed (too large, not JSON, time budget, error)
