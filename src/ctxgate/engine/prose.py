@@ -113,7 +113,7 @@ class ProseCompressor:
             return Result("\n".join(lines), tuple(transforms))
         key = retrieval_key(text)
         blocks = _blocks(lines)
-        dropped = _drop_duplicates(blocks, key) + _drop_boilerplate(blocks, key)
+        dropped = _drop_duplicates(blocks, key) + _drop_boilerplate(blocks, key, text)
         if ctx.query:
             dropped += _drop_far_sections(blocks, ctx.query, key)
         if dropped:
@@ -177,17 +177,22 @@ def _blocks(lines: list[str]) -> list[_Block]:
             literal_after = None
             i = j
             continue
-        if _heading(line) or (
-            i + 1 < n and _underline(lines[i + 1]) and len(lines[i + 1]) >= 3
-        ):
+        if _heading(line) or (i + 1 < n and _underline(lines[i + 1]) and len(lines[i + 1]) >= 3):
             end = i + 1 if _heading(line) else i + 2
             blocks.append(_Block(i, lines[i:end], "heading"))
             i = end
             continue
-        j = i
-        while j < n and lines[j] and not _fence(lines[j]):
-            if j > i and j + 1 < n and _underline(lines[j + 1]):
+        # the paragraph ends at the next blank or fence line, or before a line that an
+        # underline follows (the next heading); the tests of ``_fence`` and ``_underline``, inline
+        j = i + 1
+        while j < n:
+            ln = lines[j]
+            if not ln or (("```" in ln or "~~~" in ln) and _FENCE.match(ln)):
                 break
+            if j + 1 < n:
+                nxt = lines[j + 1]
+                if nxt[:1] in _UNDERLINE_CHARS and _UNDERLINE.match(nxt):
+                    break
             j += 1
         blocks.append(_Block(i, lines[i:j], "para"))
         directive = ".. " in lines[i]  # every rst directive holds it
@@ -281,7 +286,7 @@ def _unwrap(para: list[str], width: int) -> list[str]:
             wrapped
             and not raw_prev.rstrip().endswith(("::", "|"))
             and not (lead_prev[:1] in _STRUCTURED_FIRST and _STRUCTURED.match(raw_prev))
-            and not _underline(raw_prev)
+            and not (raw_prev[:1] in _UNDERLINE_CHARS and _UNDERLINE.match(raw_prev))
             and not (line[:1] in _FIELD_FIRST and _FIELD.match(line))
             and not ((lead[:1] in _NO_JOIN_FIRST or lead[:1].isdigit()) and _NO_JOIN.match(line))
         ):
@@ -348,63 +353,96 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         sh = _shingles(body)  # the same words as in the lines joined with spaces
         if len(sh) >= 12:
             shingled.append((b, sh))
-    if _may_repeat(shingled):
+    if shingled:
         dropped += _drop_near_duplicates(shingled, key)
     return dropped
 
 
-def _may_repeat(shingled: list[tuple[_Block, set[bytes]]]) -> bool:
-    """Whether some paragraph has 85% of its shingles in earlier paragraphs: without one, none
-    is a near-duplicate of an earlier one (which shares 85% of its shingles with it), and the
-    sketch pass is not needed. Most documents have none."""
-    seen: set[bytes] = set()
-    for _, sh in shingled:
-        if len(sh & seen) >= 0.85 * len(sh):
-            return True
-        seen |= sh
-    return False
-
-
 def _drop_near_duplicates(shingled: list[tuple[_Block, set[bytes]]], key: str) -> int:
-    """Paragraphs with the same word 3-grams as an earlier one for 85% or more."""
-    index: dict[bytes, list[int]] = {}
-    sets: list[set[bytes]] = []
-    texts: list[list[str]] = []
+    """Paragraphs with the same word 3-grams as an earlier one for 85% or more.
+
+    Candidates share shingles of a small sketch (the ``_SKETCH`` smallest shingles, a
+    deterministic min-hash): the kept paragraph whose sketch shares most of them with this
+    one's (ties: the first one met going through the sketch in order) is then compared
+    exactly. A paragraph is a near-duplicate of an earlier one only when 85% of its shingles
+    are in earlier paragraphs: most are not (most documents have none), and
+    only those are sketched and compared, against the sketches of the kept paragraphs that
+    hold one of its sketch shingles, made when first needed. Past ``_LAZY_LIMIT`` such
+    paragraphs, every kept paragraph is sketched and indexed by its sketch shingles instead.
+    """
+    kept: list[tuple[_Block, set[bytes]]] = []
+    sketches: dict[int, frozenset[bytes]] = {}  # position in ``kept`` -> its sketch, once made
+    index: dict[bytes, list[int]] | None = None  # sketch shingle -> kept positions, past the limit
+    seen: set[bytes] = set()  # the shingles of every earlier paragraph, kept or dropped
+    flagged = 0
     dropped = 0
     for b, sh in shingled:
-        # candidates share shingles of a small sketch (the smallest ones, a deterministic
-        # min-hash); the best candidate is then compared exactly
-        sketch = sorted(sh)[:_SKETCH]
-        # most paragraphs share no sketch shingle with an earlier one: no count at all then;
-        # else counted at C speed, ties going to the first paragraph met (insertion order)
-        hits = [index[s] for s in sketch if s in index]
-        best = max(Counter(chain.from_iterable(hits)).items(), key=itemgetter(1))[0] if hits else -1
-        if best >= 0 and len(sh & sets[best]) / max(len(sh), len(sets[best])) >= 0.85:
-            earlier = set(texts[best])
-            if len(b.lines) >= 3:
-                # keep the lines that differ (a line number, a name), drop the ones seen before
-                same = [ln for ln in b.lines if ln in earlier]
-                what = "same as in an earlier paragraph"
-                marker = omission_marker(len(same), len(b.lines), "lines", what, key)
-                if len(same) >= 2 and _worth(same, marker):
-                    b.lines = [*(ln for ln in b.lines if ln not in earlier), marker]
-                    b.kind = "marker"
-                    dropped += 1
-                continue
-            marker = omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key)
-            if _worth(b.lines, marker):
-                _replace(b, marker)
-                dropped += 1
+        size = len(seen)
+        seen |= sh
+        # 84% or more of its shingles in earlier paragraphs (``len(sh & seen)`` before the union,
+        # without a set for it): a paragraph that shares 85% with an earlier one passes (84 in
+        # integers, so that no rounding can fail one that the float test below lets through)
+        may_repeat = (len(sh) - (len(seen) - size)) * 100 >= 84 * len(sh)
+        if not may_repeat and index is None:
+            kept.append((b, sh))
             continue
-        n = len(sets)
-        sets.append(sh)
-        texts.append(b.lines)
-        for seen in hits:  # the lists of the sketch's shingles already indexed
-            seen.append(n)
-        for s in sketch:
-            if s not in index:
-                index[s] = [n]
+        sketch = sorted(sh)[:_SKETCH]
+        if may_repeat:
+            flagged += 1
+            if index is None and flagged > _LAZY_LIMIT:
+                index = {}
+                for k, (_, kept_sh) in enumerate(kept):
+                    for s in sketches.get(k) or sorted(kept_sh)[:_SKETCH]:
+                        index.setdefault(s, []).append(k)
+            if index is not None:
+                hits = [index[s] for s in sketch if s in index]
+            else:
+                hits = _sketch_hits(sketch, kept, sketches)
+            # ties go to the first paragraph met (Counter keeps insertion order)
+            best = max(Counter(chain.from_iterable(hits)).items(), key=itemgetter(1))[0] if hits else -1
+            if best >= 0 and len(sh & kept[best][1]) / max(len(sh), len(kept[best][1])) >= 0.85:
+                dropped += _drop_near_duplicate(b, kept[best][0].lines, key)
+                continue
+        if index is not None:
+            for s in sketch:
+                index.setdefault(s, []).append(len(kept))
+        kept.append((b, sh))
     return dropped
+
+
+_LAZY_LIMIT = 16
+
+
+def _sketch_hits(
+    sketch: list[bytes], kept: list[tuple[_Block, set[bytes]]], sketches: dict[int, frozenset[bytes]]
+) -> list[list[int]]:
+    """For each shingle of ``sketch`` in order, the kept positions whose sketch holds it (those
+    that hold none left out): what an index of every kept sketch gives, made for these only."""
+    # a kept paragraph can have a sketch shingle only when it has the shingle at all
+    candidates = [k for k, (_, sh) in enumerate(kept) if not sh.isdisjoint(sketch)]
+    for k in candidates:
+        if k not in sketches:
+            sketches[k] = frozenset(sorted(kept[k][1])[:_SKETCH])
+    return [held for held in ([k for k in candidates if s in sketches[k]] for s in sketch) if held]
+
+
+def _drop_near_duplicate(b: _Block, earlier_lines: list[str], key: str) -> int:
+    """Replace ``b``, a near-duplicate of the paragraph of ``earlier_lines``; 1 if it was."""
+    if len(b.lines) >= 3:
+        # keep the lines that differ (a line number, a name), drop the ones seen before
+        earlier = set(earlier_lines)
+        same = [ln for ln in b.lines if ln in earlier]
+        marker = omission_marker(len(same), len(b.lines), "lines", "same as in an earlier paragraph", key)
+        if len(same) >= 2 and _worth(same, marker):
+            b.lines = [*(ln for ln in b.lines if ln not in earlier), marker]
+            b.kind = "marker"
+            return 1
+        return 0
+    marker = omission_marker(1, 2, "paragraphs", "near-repeat of an earlier one", key)
+    if _worth(b.lines, marker):
+        _replace(b, marker)
+        return 1
+    return 0
 
 
 def _worth(lines: list[str], marker: str) -> bool:
@@ -417,17 +455,24 @@ def _replace(b: _Block, marker: str) -> None:
     b.kind = "marker"
 
 
-def _drop_boilerplate(blocks: list[_Block], key: str) -> int:
+def _drop_boilerplate(blocks: list[_Block], key: str, text: str | None = None) -> int:
+    """Badge lines, editor-variable comments, link lists, a short license and the middle of
+    long code examples. ``text``: the text the blocks were made of, when the caller has it:
+    badges and editor comments are looked for only where it holds their literals (every block
+    line is a line of it, less trailing blanks)."""
     dropped = 0
-    for b in blocks:
+    badges = text is None or "![" in text
+    editor = text is None or "Local Variables:" in text
+    for b in blocks if badges or editor else ():
         if b.kind in ("marker", "blank"):
             continue
-        body = "\n".join(b.lines)
         what = ""
-        if b.kind == "para" and all(_BADGE.match(ln) for ln in b.lines):
+        if badges and b.kind == "para" and all(_BADGE.match(ln) for ln in b.lines):
             what = "badge images"
-        elif b.kind in ("para", "code") and _EDITOR_VARS.search(body) and len(body) < 400:
-            what = "editor settings comment"
+        elif editor and b.kind in ("para", "code"):
+            body = "\n".join(b.lines)
+            if _EDITOR_VARS.search(body) and len(body) < 400:
+                what = "editor settings comment"
         marker = omission_marker(len(b.lines), len(b.lines), "lines", what, key) if what else ""
         if marker and _worth(b.lines, marker):
             _replace(b, marker)
