@@ -129,3 +129,21 @@ def test_grep_notices_do_not_hide_grep_output() -> None:
     assert GREP.score(text, BAL) > 0.8
     out = GREP.compress(text, BAL)
     assert all(n in out.text for n in notices)
+
+
+def test_scorer_early_exit_gives_the_full_parse_answer(corpus, monkeypatch) -> None:
+    """The scorer stops before parsing when too few lines can be matches: the same score as
+    the full parse, on every corpus output and on short generated texts."""
+    import random
+
+    from ctxgate.engine import grep
+
+    rnd = random.Random(7)
+    texts = [f.read_text(errors="replace") for f in sorted((corpus / "outputs").glob("*/*")) if f.suffix != ".jsonl"]
+    pieces = ["src/a.py", "src/a.py:3:x", "a.py-4-y", "12:z", "7-w", "1. item", "", "--", "text line"]
+    texts += ["\n".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 12))) for _ in range(500)]
+    fast = [GREP.score(t, BAL) for t in texts]
+    full = grep._parse
+    monkeypatch.setattr(grep, "_parse", lambda lines, need=0: full(lines))
+    assert [GREP.score(t, BAL) for t in texts] == fast
+    assert sum(1 for s in fast if s > 0) > 20  # grep output was found too

@@ -44,9 +44,33 @@ def test_json_starts_are_the_lines_that_open_a_bracket() -> None:
 
     from ctxgate.engine.sections import _json_starts
 
-    for text in ("[1]\n  {x\nno [\n\t[\n", "  {\n", "", "\n{", "a\n\n[", "x [\n"):
+    for text in ("[1]\n  {x\nno [\n\t[\n", "  {\n", "", "\n{", "a\n\n[", "x [\n", "a\n \r[\n [ {"):
         expected = [(m.start(), m.end() - 1) for m in re.finditer(r"^[ \t]*[\[{]", text, re.M)]
         assert list(_json_starts(text)) == expected
+
+
+def test_json_starts_from_few_brackets_or_the_line_regex(corpus) -> None:
+    """A text with few brackets has its bracket lines found from its brackets, one with many by
+    the line regex: the same lines either way, on the corpus and on generated text."""
+    import random
+    import re
+
+    from ctxgate.engine import sections
+
+    def expected(text: str) -> list[tuple[int, int]]:
+        return [(m.start(), m.end() - 1) for m in re.finditer(r"^[ \t]*[\[{]", text, re.M)]
+
+    rnd = random.Random(5)
+    texts = ["".join(rnd.choice("[{ \t\nab\r") for _ in range(rnd.randint(0, 300))) for _ in range(400)]
+    texts += [f.read_text(errors="replace") for f in sorted((corpus / "outputs").glob("*/*")) if f.suffix != ".jsonl"]
+    few = many = 0
+    for text in texts:
+        assert list(sections._json_starts(text)) == expected(text)
+        if sections._brackets(text) is None:
+            many += 1
+        else:
+            few += 1
+    assert few > 50 and many > 50  # both ways were taken
 
 
 def _regex_fences(text: str) -> list[tuple[int, int]]:

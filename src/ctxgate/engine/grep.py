@@ -66,12 +66,21 @@ class _File:
     entries: list[_Entry] = field(default_factory=list)
 
 
-def _parse(lines: list[str]) -> tuple[list[_File], int]:
-    """Files in order of first appearance, and how many lines were understood."""
+def _parse(lines: list[str], need: int = 0) -> tuple[list[_File], int]:
+    """Files in order of first appearance, and how many lines were understood.
+
+    ``need``: with fewer possible match lines than that (lines whose path is a path, and
+    ``12:`` lines, the ``--heading`` form's), nothing is parsed and ``([], 0)`` is returned
+    (the scorer's answer is then known).
+    """
     files: dict[str, _File] = {}
     understood = 0
     found = [_MATCH.match(line) for line in lines]
     paths = {m.group("path") for m in found if m and _PATHLIKE.search(m.group("path"))}
+    if need and sum(1 for m in found if m and m.group("path") in paths) + sum(
+        1 for line in lines if line[:1].isdigit() and (n := _NUMBERED.match(line)) and n.group("sep") == ":"
+    ) < need:
+        return [], 0
     #: paths none of whose cuts at a dash is another path (``a-b`` where ``a`` is one is not)
     plain = {p for p in paths if not any(p[:k] in paths for k in range(1, len(p)) if p[k] == "-")}
     last: str | None = None  # the path of the previous match or context line, when plain
@@ -152,7 +161,7 @@ class GrepCompressor:
         if len(lines) > 1 and len(text) > 20000:
             lines = lines[:-1]  # the cut may split the last line
         lines = [ln.rstrip() for ln in lines]
-        files, understood = _parse(lines)
+        files, understood = _parse(lines, need=3)  # fewer match lines: fewer than 3 matches
         numbered = [(f.path, e.line_no) for f in files for e in f.entries]
         matches = sum(1 for f in files for e in f.entries if e.is_match)
         if matches < 3 or len(set(numbered)) < 0.9 * len(numbered):

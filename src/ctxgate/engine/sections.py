@@ -110,13 +110,39 @@ def fenced_bodies(text: str) -> Iterator[tuple[int, int]]:
         pos = close.end()
 
 
+#: up to this many brackets in a text, its bracket lines are found from its brackets
+_FEW_BRACKETS = 64
+
+
 def _json_starts(text: str) -> Iterator[tuple[int, int]]:
     """Each line that starts with ``[`` or ``{`` (after blanks): its offset and the bracket's."""
     m = _JSON_START.match(text)
     if m:
         yield 0, m.end() - 1
-    for m in _JSON_LINE.finditer(text):
-        yield m.start() + 1, m.end() - 1
+    brackets = _brackets(text)
+    if brackets is None:  # many: one regex pass, which tries every line break
+        for m in _JSON_LINE.finditer(text):
+            yield m.start() + 1, m.end() - 1
+        return
+    # the same lines (``_JSON_LINE`` matches), from the few brackets: one whose line holds
+    # only blanks before it, on a line after the first
+    for at in brackets:
+        start = text.rfind("\n", 0, at) + 1
+        if start and not text[start:at].strip(" \t"):
+            yield start, at
+
+
+def _brackets(text: str) -> list[int] | None:
+    """The offsets of every ``[`` and ``{`` in ``text``, in order; None past ``_FEW_BRACKETS``."""
+    found: list[int] = []
+    for ch in "[{":
+        at = text.find(ch)
+        while at >= 0:
+            found.append(at)
+            if len(found) > _FEW_BRACKETS:
+                return None
+            at = text.find(ch, at + 1)
+    return sorted(found)
 
 
 class SectionsCompressor:
