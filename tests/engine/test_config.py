@@ -66,3 +66,24 @@ def test_kubernetes_yaml_drops_are_announced() -> None:
     assert "config:drop-k8s-plumbing" in out.transforms and out.originals[0].text == text
     assert "uid" not in out.text.split("\n", 1)[1] and "nginx:1" in out.text
     assert yaml.safe_load(out.text)["metadata"]["name"] == "web-0"
+
+
+def test_possessive_yaml_line_pattern_matches_as_the_backtracking_one(corpus) -> None:
+    import random
+    import re
+
+    from ctxgate.engine.config import _YAML_LINE
+
+    plain = re.compile(r"""^\s*+(?:- )*(?:[\w.\-/"'@$]+(?: [\w.\-/"'@$]+)*:(?:\s|$)|- |-$|---|\.\.\.|#)""")
+    rnd = random.Random(11)
+    lines = ["".join(rnd.choice("ab -:./#\t\n'") for _ in range(rnd.randint(0, 14))) for _ in range(3000)]
+    lines += ["- ", "- - a: b", "a b c: d", "a b c, d: e", "-", "--- x", "  - key.x/y: 1", "a  b: c"]
+    for f in sorted((corpus / "outputs").glob("*/*")):
+        if f.suffix != ".jsonl":
+            lines += f.read_text(errors="replace").split("\n", 400)[:400]
+    hits = 0
+    for line in lines:
+        m, ref = _YAML_LINE.match(line), plain.match(line)
+        assert (m and m.group(0)) == (ref and ref.group(0)), line
+        hits += m is not None
+    assert hits > 1000

@@ -22,7 +22,9 @@ from ctxgate.engine._api import Context, Original, Result, retrieval_key
 from ctxgate.engine._select import request_terms
 from ctxgate.engine.json import Reduction
 
-_YAML_LINE = re.compile(r"""^\s*+(?:- )*(?:[\w.\-/"'@$]+(?: [\w.\-/"'@$]+)*:(?:\s|$)|- |-$|---|\.\.\.|#)""")
+#: a YAML line; the key's words are possessive (a shorter run is followed by a word character
+#: or a blank, never the colon), so that a prose line fails without backtracking word by word
+_YAML_LINE = re.compile(r"""^\s*+(?:- )*(?:[\w.\-/"'@$]++(?: [\w.\-/"'@$]++)*+:(?:\s|$)|- |-$|---|\.\.\.|#)""")
 _TOML_LINE = re.compile(r"""^\s*+(?:\[\[?[\w.\-"' ]+\]\]?\s*$|[\w.\-"']+\s*=\s*\S|#)""")
 _COMMENT = re.compile(r"^\s*#|\s#", re.M)
 _TRAILING = re.compile(r"[ \t]+$", re.M)

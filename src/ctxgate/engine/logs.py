@@ -175,7 +175,7 @@ class LogCompressor:
             return -1.0  # a markdown document that talks about tests is prose
         low = [ln.lower() for ln in lines]
         tests = len(_keep_lines(low, "\n".join(low), line_starts(low)))  # lower() may change lengths
-        traced = sum(1 for ln in lines if _XTRACE.match(ln))
+        traced = sum(1 for ln in lines if ln[:1] == "+" and _XTRACE.match(ln))
         frac = (stamped + 2 * tests + traced) / len(lines)
         if frac < 0.2:
             # no stamps, levels or test lines: still a log when most lines are one of a few

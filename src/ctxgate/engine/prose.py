@@ -99,11 +99,11 @@ class ProseCompressor:
             1 for ln in lines if _SIX_WORDS.search(ln.lower()) and not ln.lstrip().startswith(("{", "<"))
         )
         frac = wordy / len(lines)
-        headings = sum(1 for ln in lines if _heading(ln) or _underline(ln))
         if frac < 0.3:
             return -1.0
         # a document with headings is prose even when it has fenced examples (it handles
         # its own fences), so it wins over the mixed-sections splitter (0.45)
+        headings = any(_heading(ln) or _underline(ln) for ln in lines)
         return min(0.5, 0.25 + frac / 4 + (0.15 if headings else 0.0))
 
     def compress(self, text: str, ctx: Context) -> Result:
@@ -169,8 +169,8 @@ def _blocks(lines: list[str]) -> list[_Block]:
             continue
         if literal_after is not None and _indent(line) > literal_after:
             j = i
-            while j < n and (not lines[j] or _indent(lines[j]) > literal_after):
-                j += 1
+            while j < n and (not lines[j] or len(lines[j]) - len(lines[j].lstrip()) > literal_after):
+                j += 1  # ``_indent``, inline
             while j > i and not lines[j - 1]:
                 j -= 1
             blocks.append(_Block(i, lines[i:j], literal_kind))
@@ -287,7 +287,7 @@ def _unwrap(para: list[str], width: int) -> list[str]:
             and not raw_prev.rstrip().endswith(("::", "|"))
             and not (lead_prev[:1] in _STRUCTURED_FIRST and _STRUCTURED.match(raw_prev))
             and not (raw_prev[:1] in _UNDERLINE_CHARS and _UNDERLINE.match(raw_prev))
-            and not (line[:1] in _FIELD_FIRST and _FIELD.match(line))
+            and not (line[:1] in _FIELD_FIRST and ":" in line and _FIELD.match(line))
             and not ((lead[:1] in _NO_JOIN_FIRST or lead[:1].isdigit()) and _NO_JOIN.match(line))
         ):
             out[-1] = prev + " " + line.strip()
