@@ -324,3 +324,26 @@ def test_a_text_with_nothing_to_fold_gets_what_the_full_plan_gives(corpus, monke
     assert any(logs._nothing_to_fold(logs.normalize(t)[0]) for t in texts)
     monkeypatch.setattr(logs, "_nothing_to_fold", lambda lines: False)
     assert [LOGS.compress(t, ctx) for t in texts] == fast
+
+
+def test_timestamp_prefilter_never_skips_a_stamped_line(corpus) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine.logs import _TIMESTAMP, _may_be_stamped
+
+    def check(line: str) -> None:
+        if _TIMESTAMP.match(line):
+            assert _may_be_stamped(line), line
+
+    for f in sorted((corpus / "outputs").glob("*/*")):
+        if f.suffix != ".jsonl":
+            for line in f.read_text(errors="replace").split("\n"):
+                check(line)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(st.sampled_from(list("MonTueDecJ2024-01:.[ _é٣ab")), max_size=14))
+    def generated(line: str) -> None:
+        check(line)
+
+    generated()

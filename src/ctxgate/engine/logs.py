@@ -133,6 +133,17 @@ _TIMESTAMP = re.compile(
     r"^\W{0,3}+(?:\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{6} \d{6}|\d{9,}|\d{2}:\d{2}:\d{2}[.,]\d{3}\b|"
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* )"
 )
+#: the letters a ``_TIMESTAMP`` match can start with when the line starts with a letter
+_STAMP_LETTERS = frozenset("MTWFSJAOND")
+
+
+def _may_be_stamped(line: str) -> bool:
+    """False only where ``_TIMESTAMP`` cannot match: a line that starts with a letter (a word
+    character, so no ``\\W`` is skipped) other than a day or month name's first."""
+    first = line[:1]
+    return not first.isalpha() or first in _STAMP_LETTERS
+
+
 _LEVEL = re.compile(r"\b(?:INFO|DEBUG|TRACE|WARN|WARNING|ERROR|FATAL|SEVERE|NOTICE|CRITICAL)\b")
 _LEVEL_TRIGGERS = ("INFO", "DEBUG", "TRACE", "WARN", "ERROR", "FATAL", "SEVERE", "NOTICE", "CRITICAL")
 _MD_HEADING = re.compile(r"^#{1,6} \w")
@@ -170,8 +181,8 @@ class LogCompressor:
         joined = "\n".join(lines)
         starts = line_starts(lines)
         levels = lines_matching(lines, joined, starts, _LEVEL_TRIGGERS, _LEVEL.search)
-        stamped = len(levels | {i for i, ln in enumerate(lines) if _TIMESTAMP.match(ln)})
-        if stamped < 0.3 * len(lines) and sum(1 for ln in lines if _MD_HEADING.match(ln)) >= 2:
+        stamped = len(levels | {i for i, ln in enumerate(lines) if _may_be_stamped(ln) and _TIMESTAMP.match(ln)})
+        if stamped < 0.3 * len(lines) and sum(1 for ln in lines if ln[:1] == "#" and _MD_HEADING.match(ln)) >= 2:
             return -1.0  # a markdown document that talks about tests is prose
         low = [ln.lower() for ln in lines]
         tests = len(_keep_lines(low, "\n".join(low), line_starts(low)))  # lower() may change lengths

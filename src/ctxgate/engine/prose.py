@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -316,13 +317,6 @@ def _words(text: str) -> list[bytes]:
     return text.lower().encode("utf-8", "surrogatepass").translate(_WORD_BYTES).split()
 
 
-def _shingles(text: str) -> set[bytes]:
-    """Word 3-grams, each as ``b"w1 w2 w3"``: the space sorts below every word character, so
-    these strings sort as the word tuples would (and hash and compare faster)."""
-    words = _words(text)
-    return set(map(b" ".join, zip(words, words[1:], words[2:], strict=False)))
-
-
 _SKETCH = 16
 _MIN_DOC_FOR_QUERY = 2000  # characters; a short document is read whole
 
@@ -330,7 +324,7 @@ _MIN_DOC_FOR_QUERY = 2000  # characters; a short document is read whole
 def _drop_duplicates(blocks: list[_Block], key: str) -> int:
     """Exact and near-duplicate paragraphs (and code blocks) after their first occurrence."""
     seen_exact: dict[str, int] = {}
-    shingled: list[tuple[_Block, set[bytes]]] = []
+    worded: list[tuple[_Block, list[bytes]]] = []
     dropped = 0
     for b in blocks:
         if b.kind not in ("para", "code"):
@@ -350,79 +344,125 @@ def _drop_duplicates(blocks: list[_Block], key: str) -> int:
         seen_exact[body] = 1
         if b.kind == "code":
             continue
-        sh = _shingles(body)  # the same words as in the lines joined with spaces
-        if len(sh) >= 12:
-            shingled.append((b, sh))
-    if shingled:
-        dropped += _drop_near_duplicates(shingled, key)
+        words = _words(body)  # the same words as in the lines joined with spaces
+        if len(words) >= 14:  # else fewer than 12 shingles: not compared
+            worded.append((b, words))
+    if worded:
+        dropped += _drop_near_duplicates(worded, key)
     return dropped
 
 
-def _drop_near_duplicates(shingled: list[tuple[_Block, set[bytes]]], key: str) -> int:
+def _shingle_iter(words: list[bytes]) -> Iterator[bytes]:
+    """The word 3-grams of ``words`` in order, repeats included, each as ``b"w1 w2 w3"``: the
+    space sorts below every word character, so these strings sort as the word tuples would
+    (and hash and compare faster)."""
+    return map(b" ".join, zip(words, words[1:], words[2:], strict=False))
+
+
+#: a paragraph with fewer shingles is neither compared nor compared with
+_MIN_SHINGLES = 12
+
+
+def _drop_near_duplicates(worded: list[tuple[_Block, list[bytes]]], key: str) -> int:
     """Paragraphs with the same word 3-grams as an earlier one for 85% or more.
 
-    Candidates share shingles of a small sketch (the ``_SKETCH`` smallest shingles, a
-    deterministic min-hash): the kept paragraph whose sketch shares most of them with this
+    Every paragraph (``worded``: its block and words) with ``_MIN_SHINGLES`` shingles or
+    more is compared with the kept ones before it (those not dropped), and kept unless
+    dropped. Candidates share shingles of a small sketch (the ``_SKETCH`` smallest shingles,
+    a deterministic min-hash): the kept paragraph whose sketch shares most of them with this
     one's (ties: the first one met going through the sketch in order) is then compared
-    exactly. A paragraph is a near-duplicate of an earlier one only when 85% of its shingles
-    are in earlier paragraphs: most are not (most documents have none), and
-    only those are sketched and compared, against the sketches of the kept paragraphs that
-    hold one of its sketch shingles, made when first needed. Past ``_LAZY_LIMIT`` such
-    paragraphs, every kept paragraph is sketched and indexed by its sketch shingles instead.
+    exactly.
+
+    A paragraph is a near-duplicate of an earlier one only when 85% of its shingles are in
+    earlier paragraphs: most are not (most documents have none), and only those are sketched
+    and compared, against the sketches of the kept paragraphs that hold one of its sketch
+    shingles, made when first needed. The share is found from how much the set of every
+    earlier paragraph's shingles grows with this one's, without a set per paragraph. Past
+    ``_LAZY_LIMIT`` such paragraphs, every kept paragraph is sketched and indexed by its
+    sketch shingles instead.
     """
-    kept: list[tuple[_Block, set[bytes]]] = []
+    kept: list[tuple[_Block, list[bytes]]] = []  # may hold paragraphs with too few shingles
+    sets: dict[int, set[bytes]] = {}  # position in ``kept`` -> its shingles, once made
     sketches: dict[int, frozenset[bytes]] = {}  # position in ``kept`` -> its sketch, once made
     index: dict[bytes, list[int]] | None = None  # sketch shingle -> kept positions, past the limit
-    seen: set[bytes] = set()  # the shingles of every earlier paragraph, kept or dropped
+    seen: set[bytes] = set()  # the shingles of every earlier paragraph (more than needed: fine)
     flagged = 0
     dropped = 0
-    for b, sh in shingled:
+    for b, words in worded:
         size = len(seen)
-        seen |= sh
-        # 84% or more of its shingles in earlier paragraphs (``len(sh & seen)`` before the union,
-        # without a set for it): a paragraph that shares 85% with an earlier one passes (84 in
-        # integers, so that no rounding can fail one that the float test below lets through)
-        may_repeat = (len(sh) - (len(seen) - size)) * 100 >= 84 * len(sh)
-        if not may_repeat and index is None:
-            kept.append((b, sh))
+        seen.update(_shingle_iter(words))
+        new = len(seen) - size  # its distinct shingles found in no earlier paragraph
+        # a paragraph that shares 85% of its shingles with an earlier one has at most 15% new
+        # ones (16 in integers, so that no rounding can fail one that the float test below
+        # lets through); first against its count of shingles with repeats, an upper bound
+        may_repeat = new * 100 <= 16 * (len(words) - 2)
+        sh: set[bytes] | None = None
+        if may_repeat or index is not None:
+            sh = set(_shingle_iter(words))
+            if len(sh) < _MIN_SHINGLES:
+                continue
+            may_repeat = new * 100 <= 16 * len(sh)
+        if not may_repeat or sh is None:
+            if index is not None and sh is not None:
+                for s in sorted(sh)[:_SKETCH]:
+                    index.setdefault(s, []).append(len(kept))
+                sets[len(kept)] = sh
+            kept.append((b, words))
             continue
         sketch = sorted(sh)[:_SKETCH]
-        if may_repeat:
-            flagged += 1
-            if index is None and flagged > _LAZY_LIMIT:
-                index = {}
-                for k, (_, kept_sh) in enumerate(kept):
-                    for s in sketches.get(k) or sorted(kept_sh)[:_SKETCH]:
+        flagged += 1
+        if index is None and flagged > _LAZY_LIMIT:
+            index = {}
+            for k in range(len(kept)):
+                if len(_kept_set(k, kept, sets)) >= _MIN_SHINGLES:
+                    for s in sketches.get(k) or sorted(sets[k])[:_SKETCH]:
                         index.setdefault(s, []).append(k)
-            if index is not None:
-                hits = [index[s] for s in sketch if s in index]
-            else:
-                hits = _sketch_hits(sketch, kept, sketches)
-            # ties go to the first paragraph met (Counter keeps insertion order)
-            best = max(Counter(chain.from_iterable(hits)).items(), key=itemgetter(1))[0] if hits else -1
-            if best >= 0 and len(sh & kept[best][1]) / max(len(sh), len(kept[best][1])) >= 0.85:
-                dropped += _drop_near_duplicate(b, kept[best][0].lines, key)
-                continue
+        if index is not None:
+            hits = [index[s] for s in sketch if s in index]
+        else:
+            hits = _sketch_hits(sketch, kept, sets, sketches)
+        # ties go to the first paragraph met (Counter keeps insertion order)
+        best = max(Counter(chain.from_iterable(hits)).items(), key=itemgetter(1))[0] if hits else -1
+        if best >= 0 and len(sh & sets[best]) / max(len(sh), len(sets[best])) >= 0.85:
+            dropped += _drop_near_duplicate(b, kept[best][0].lines, key)
+            continue
         if index is not None:
             for s in sketch:
                 index.setdefault(s, []).append(len(kept))
-        kept.append((b, sh))
+        sets[len(kept)] = sh
+        kept.append((b, words))
     return dropped
 
 
 _LAZY_LIMIT = 16
 
 
+def _kept_set(k: int, kept: list[tuple[_Block, list[bytes]]], sets: dict[int, set[bytes]]) -> set[bytes]:
+    """The shingles of ``kept[k]``, made once."""
+    sh = sets.get(k)
+    if sh is None:
+        sh = sets[k] = set(_shingle_iter(kept[k][1]))
+    return sh
+
+
 def _sketch_hits(
-    sketch: list[bytes], kept: list[tuple[_Block, set[bytes]]], sketches: dict[int, frozenset[bytes]]
+    sketch: list[bytes],
+    kept: list[tuple[_Block, list[bytes]]],
+    sets: dict[int, set[bytes]],
+    sketches: dict[int, frozenset[bytes]],
 ) -> list[list[int]]:
-    """For each shingle of ``sketch`` in order, the kept positions whose sketch holds it (those
-    that hold none left out): what an index of every kept sketch gives, made for these only."""
+    """For each shingle of ``sketch`` in order, the kept positions (of paragraphs with enough
+    shingles) whose sketch holds it, those that hold none left out: what an index of every
+    kept sketch gives, made for these only."""
     # a kept paragraph can have a sketch shingle only when it has the shingle at all
-    candidates = [k for k, (_, sh) in enumerate(kept) if not sh.isdisjoint(sketch)]
+    candidates = [
+        k
+        for k in range(len(kept))
+        if len(sh := _kept_set(k, kept, sets)) >= _MIN_SHINGLES and not sh.isdisjoint(sketch)
+    ]
     for k in candidates:
         if k not in sketches:
-            sketches[k] = frozenset(sorted(kept[k][1])[:_SKETCH])
+            sketches[k] = frozenset(sorted(sets[k])[:_SKETCH])
     return [held for held in ([k for k in candidates if s in sketches[k]] for s in sketch) if held]
 
 
