@@ -259,6 +259,34 @@ def test_keep_start_first_characters_cover_every_match(corpus: Path) -> None:
     covered()
 
 
+def test_keep_lines_prefilter_finds_every_match(corpus: Path) -> None:
+    """``_keep_lines`` tries ``_KEEP_START`` only on lines whose first characters (after blanks,
+    for a line that starts with one) can start a match: the same lines as trying every line."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine._lines import line_starts, lines_matching
+    from ctxgate.engine.logs import _KEEP_ANY, _KEEP_START, _keep_lines
+
+    def check(low: list[str]) -> None:
+        expected = {i for i, ln in enumerate(low) if _KEEP_START.match(ln)}
+        lowered, starts = "\n".join(low), line_starts(low)
+        for pattern, triggers in _KEEP_ANY:
+            expected |= lines_matching(low, lowered, starts, triggers, pattern.search)
+        assert _keep_lines(low, lowered, starts) == expected
+
+    for path in sorted((corpus / "outputs").glob("*/*")):
+        check(path.read_text(encoding="utf-8", errors="replace").lower().split("\n"))
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.text(alphabet="pfexsotrcdkmuainl=-✓ \tasl:.0()", max_size=20), max_size=8))
+    def generated(low: list[str]) -> None:
+        check(low)
+
+    generated()
+    check(["   at f(", "  ... 3 more", "  at x:1:2)", "\t--- fail:", "  ✓ ok", "   plain", "  - item"])
+
+
 def test_lazy_templates_agree_with_templating_every_line() -> None:
     from collections import Counter
 
@@ -347,3 +375,20 @@ def test_timestamp_prefilter_never_skips_a_stamped_line(corpus) -> None:
         check(line)
 
     generated()
+
+
+def test_a_word_of_letters_holds_no_digit_or_slash() -> None:
+    # ``_shape`` skips the digit-or-slash search for a first word that ``isalpha``
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ctxgate.engine._lines import DIGIT_OR_SLASH
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.text(max_size=8))
+    def letters(word: str) -> None:
+        assert not (word.isalpha() and DIGIT_OR_SLASH.search(word))
+
+    letters()
+    for word in ("٣", "x/y", "Ⅻ", "²", "abc"):
+        assert not (word.isalpha() and DIGIT_OR_SLASH.search(word)), word

@@ -90,6 +90,8 @@ _KEEP_START = re.compile(
 )
 #: the first characters a ``_KEEP_START`` match can begin with (a line starting otherwise is not tried)
 _KEEP_FIRST = frozenset(" \t✓✔✕✗×√-=")
+#: after leading blanks, the first character of a match (of the forms that allow blanks)
+_KEEP_AFTER_BLANKS = frozenset("✓✔✕✗×√-a.")
 #: ... or with these two (the other forms start with a word)
 _KEEP_FIRST2 = frozenset(["pa", "fa", "er", "xf", "xp", "sk", "ok", "te", "ra", "su", "to", "fi", "co", "do"])
 #: ... and anywhere in the line (no leading ``\b``: it makes the scan slow), each form with the
@@ -115,7 +117,11 @@ def _keep_lines(low: list[str], lowered: str, starts: list[int]) -> set[int]:
     found = {
         i
         for i, ln in enumerate(low)
-        if (ln[:1] in _KEEP_FIRST or ln[:2] in _KEEP_FIRST2) and _KEEP_START.match(ln)
+        if (
+            ln[:2] in _KEEP_FIRST2
+            or (ln[:1] in _KEEP_FIRST and (ln[:1] not in " \t" or ln.lstrip(" \t")[:1] in _KEEP_AFTER_BLANKS))
+        )
+        and _KEEP_START.match(ln)
     }
     for pattern, triggers in _KEEP_ANY:
         found |= lines_matching(low, lowered, starts, triggers, pattern.search)
@@ -271,7 +277,8 @@ def _shape(line: str) -> tuple[int, str]:
     (templating masks runs of word characters inside words, never across a blank)."""
     words = line.split()
     first = words[0] if words else ""
-    return len(words), template(first) if DIGIT_OR_SLASH.search(first) else first
+    # a word of letters only holds no digit or slash: not searched
+    return len(words), first if first.isalpha() or not DIGIT_OR_SLASH.search(first) else template(first)
 
 
 def _nothing_to_fold(lines: list[str]) -> bool:
