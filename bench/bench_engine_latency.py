@@ -11,6 +11,13 @@ result is counted by the engine), and with the engine counting the input as well
 Targets (issue 4): p50 < 5 ms, p99 < 50 ms. Reported, never asserted in tests.
 
     .venv/bin/python bench/bench_engine_latency.py [--corpus ../shared/corpus] [--repeat 50]
+
+Before and after a change, interleaved so that both see the same load: ``--compare OLD_SRC``
+runs ``--rounds`` alternating fresh processes of the engine in OLD_SRC (a ``src`` folder, e.g.
+from ``git archive <commit> src | tar -x -C /tmp/old``) and of this checkout (or ``--src``),
+``--repeat`` calls per type each, and prints the pooled p50 / p99 of both:
+
+    .venv/bin/python bench/bench_engine_latency.py --compare /tmp/old/src --rounds 10 --repeat 10
 """
 
 from __future__ import annotations
@@ -24,7 +31,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+
+
+def _src(argv: list[str]) -> Path:
+    """The engine source tree to measure: ``--src PATH``, else this checkout's (read before the
+    import below, which it decides)."""
+    return Path(argv[argv.index("--src") + 1]) if "--src" in argv[:-1] else ROOT / "src"
+
+
+sys.path.insert(0, str(_src(sys.argv)))
 
 from ctxgate import engine, tokens  # noqa: E402
 
@@ -106,8 +121,10 @@ def every_file(folder: Path, repeat: int) -> int:
         print(f"| {name} | {n} | {ms:.2f} | {ms / n * 10_000:.2f} | {ms_counting:.2f} |")
     per10k = sorted(ms / n * 10_000 for n, ms, _, _ in rows)
     under = sum(1 for n, ms, _, _ in rows if ms / n * 10_000 < 5)
-    print(f"\nmedian over files: {statistics.median(per10k):.2f} ms per 10K tokens "
-          f"(min {per10k[0]:.2f}, max {per10k[-1]:.2f}); under 5 ms per 10K tokens: {under} of {len(rows)}")
+    print(
+        f"\nmedian over files: {statistics.median(per10k):.2f} ms per 10K tokens "
+        f"(min {per10k[0]:.2f}, max {per10k[-1]:.2f}); under 5 ms per 10K tokens: {under} of {len(rows)}"
+    )
     return 0
 
 
@@ -120,16 +137,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--repeat", type=int, default=50)
     p.add_argument(
+        "--src", type=Path, help="the engine source tree to measure (default: this checkout's src)"
+    )
+    p.add_argument("--json", action="store_true", help="print every call's milliseconds per type as JSON")
+    p.add_argument(
+        "--compare", type=Path, metavar="OLD_SRC", help="interleaved before (OLD_SRC) and after runs"
+    )
+    p.add_argument("--rounds", type=int, default=10, help="with --compare: alternating runs of each")
+    p.add_argument(
         "--every-file",
         metavar="TYPE",
         help="instead of one sample per type: every corpus file of TYPE, with its median ms per 10K tokens",
     )
     args = p.parse_args(argv)
+    if args.compare:
+        return compare(args)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     engine.compress("warm up " * 100, engine.Context())
     if args.every_file:
         return every_file(args.corpus / "outputs" / args.every_file, args.repeat)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    name: measure(text, tool, args.repeat)
+                    for name, (text, tool) in samples(args.corpus).items()
+                }
+            )
+        )
+        return 0
     print(
         "| type | tokens in | tokens out | compressor | p50 ms | p99 ms | max ms "
         "| p50 ms counting the input | p99 ms counting the input |"
@@ -143,6 +180,34 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(given):.2f} | {_p99(given):.2f} | {given[-1]:.2f} | "
             f"{statistics.median(counting):.2f} | {_p99(counting):.2f} |"
         )
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Interleaved fresh-process runs of the engine in ``args.compare`` and of this one; pooled
+    p50 / p99 per type, both ways (``measure``)."""
+    import subprocess
+
+    runs = (("before", args.compare), ("after", args.src or ROOT / "src"))
+    pooled: dict[str, dict[str, tuple[list[float], list[float]]]] = {"before": {}, "after": {}}
+    for _ in range(args.rounds):
+        for label, src in runs:
+            cmd = [sys.executable, __file__, "--src", str(src), "--json"]
+            cmd += ["--repeat", str(args.repeat), "--corpus", str(args.corpus)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            for name, (given, counting) in json.loads(out).items():
+                g, c = pooled[label].setdefault(name, ([], []))
+                g.extend(given)
+                c.extend(counting)
+
+    def cell(took: list[float]) -> str:
+        return f"{statistics.median(took):.2f} / {_p99(sorted(took)):.2f}"
+
+    print("| type | counting the input: before | after | input counted by the caller: before | after |")
+    print("|---|---|---|---|---|")
+    for name, (given, counting) in pooled["after"].items():
+        old_given, old_counting = pooled["before"][name]
+        print(f"| {name} | {cell(old_counting)} | {cell(counting)} | {cell(old_given)} | {cell(given)} |")
     return 0
 
 
