@@ -181,7 +181,7 @@ def test_a_write_that_prints_the_file_it_wrote_points_at_its_content() -> None:
         f"The file /a.ex has been updated. Here's the result of running `cat -n` on a snippet:\n{shown}"
     )
     c = call("Write", file_path="/a.ex", content=content)
-    assert refs.may_echo(c)
+    assert [name for name, _ in refs.Calls([c]).args(c)] == ["content"]
     text = roundtrip(out, c)
     assert text.endswith(
         '\n[30 lines numbered 1-30 in the form "     1→": lines 1-30 of the "content" argument of this Write call; '
@@ -213,7 +213,8 @@ def test_a_plan_tool_that_repeats_the_plan() -> None:
 
 
 def test_no_echo_without_a_multi_line_argument() -> None:
-    assert not refs.may_echo(call("Read", file_path="/a.py")) and not refs.may_echo(None)
+    read = call("Read", file_path="/a.py")
+    assert refs.Calls([read]).args(read) == [] and refs.Calls([read]).before(9) == []
     assert refs.echoed_arguments(block("\n".join(map(str, range(20)))), call("Read", file_path="/a.py")) == []
 
 

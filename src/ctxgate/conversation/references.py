@@ -223,14 +223,6 @@ class Calls:
         return args
 
 
-def may_echo(call: ToolCall | None) -> bool:
-    """The call has an argument that its output could repeat."""
-    if call is None:
-        return False
-    calls = Calls([call])
-    return bool(calls.before(call.message + 1) and calls.args(call))
-
-
 class _Output:
     """An output's lines, split once for every call it is compared with: as they are, and without
     their line-number prefixes (``form``: the prefix form, None when no line has one)."""
