@@ -542,8 +542,8 @@ class Pipeline:
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
         referable = first is not None or policy.protected_runs or bool(calls.before(b.message))
-        if reason == "level_off" or (reason is not None and not referable):
-            return _Decision(None, reason or "level_off")  # kept whatever its size: not counted here (see ``_count``)
+        if reason is not None and (reason == "level_off" or not referable):
+            return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
         # an output that stays exact whatever its size need not be counted, unless it is a duplicate
         n = tokens.count(b.text, info.model).tokens if reason is None or first is not None else 0
         if reason is None:
@@ -559,17 +559,6 @@ class Pipeline:
             return _Decision(refs.duplicate_marker(first, ref), "duplicate", {ref: b.text}, ("duplicate",))
         if reason is not None and reason not in ("protected", "file_read"):
             return _Decision(None, reason)
-        # runs of text the request holds byte for byte: the call's own arguments (never changed),
-        # and earlier outputs as they went upstream (for a protected one, only with ``protected_runs``)
-        earlier, unshown = None, []
-        if reason is None or policy.protected_runs:
-            window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
-            earlier = [(e, sent[e.index]) for e in window]
-            if reason is None and policy.level_for(b.tool_name) == "balanced":
-                # an unprotected output may also repeat what an earlier one held before it was shortened
-                unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
-        whole = reason is not None and not policy.protected_runs
-        found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown)
         ctx = engine.Context(
             tool_name=b.tool_name,
             tool_args=call.args if call else None,
@@ -578,33 +567,61 @@ class Pipeline:
             model=info.model,
             min_tokens=policy.min_tokens,
         )
-        best = None
-        if found:
-            ref = retrieval_key(b.text)
-            originals: dict[str, str] = {ref: b.text}
-            transforms: set[str] = set()
-            kinds = {("repeat" if r.shown else "repeat_lossy") if isinstance(r, refs.Repeat) else "echo" for r in found}
-
-            def fill(gap: str) -> str:
-                """An unprotected output's text between its references goes through the engine."""
-                o = engine.compress(gap, ctx)
-                if not o.changed:
-                    return gap
-                originals.update({x.key: x.text for x in o.originals})
-                transforms.update(o.transforms)
-                return o.text
-
-            text = refs.reference_text(b, call, found, ref, fill if reason is None else None)
-            reason_ = "echo" if kinds == {"echo"} else "repeat"
-            best = _Decision(text, reason_, originals, tuple(sorted(kinds | transforms)))
+        best = self._references(b, call, conv, policy, sent, calls, protected=reason is not None, ctx=ctx)
         if reason is not None:  # protected: a reference, or nothing
             return best if best is not None else _Decision(None, reason)
         outcome = engine.compress(b.text, ctx, tokens_before=n)  # n: counted above (reason is None)
-        if best is not None and best.value is not None and tokens.count(best.value, info.model).tokens < outcome.tokens_after:
+        if best is not None and tokens.count(best.value or "", info.model).tokens < outcome.tokens_after:
             return best
         if not outcome.changed:
             return _Decision(None, "verbatim")
         return _Decision(outcome.text, "compressed", {o.key: o.text for o in outcome.originals}, outcome.transforms)
+
+    @staticmethod
+    def _references(
+        b: conversation.Block,
+        call: conversation.ToolCall | None,
+        conv: Conversation,
+        policy: pol.Policy,
+        sent: dict[int, str],
+        calls: refs.Calls,
+        *,
+        protected: bool,
+        ctx: engine.Context,
+    ) -> _Decision | None:
+        """The block with the runs the request already holds replaced by references, or None.
+
+        Sources: the call's own arguments and earlier calls' (never changed), and earlier outputs
+        as they went upstream. A protected output may point at earlier outputs only with
+        ``protected_runs``, and at earlier calls only when they cover it whole; an unprotected one
+        may also point at the full text of an output sent shortened (``balanced``), and its text
+        between the references goes through the engine.
+        """
+        earlier, unshown = None, []
+        if not protected or policy.protected_runs:
+            window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
+            earlier = [(e, sent[e.index]) for e in window]
+            if not protected and ctx.level == "balanced":
+                unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
+        whole = protected and not policy.protected_runs
+        found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown)
+        if not found:
+            return None
+        ref = retrieval_key(b.text)
+        originals: dict[str, str] = {ref: b.text}
+        transforms: set[str] = set()
+
+        def fill(gap: str) -> str:
+            o = engine.compress(gap, ctx)
+            if not o.changed:
+                return gap
+            originals.update({x.key: x.text for x in o.originals})
+            transforms.update(o.transforms)
+            return o.text
+
+        text = refs.reference_text(b, call, found, ref, None if protected else fill)
+        kinds = {("repeat" if r.shown else "repeat_lossy") if isinstance(r, refs.Repeat) else "echo" for r in found}
+        return _Decision(text, "echo" if kinds == {"echo"} else "repeat", originals, tuple(sorted(kinds | transforms)))
 
     # --- helpers ------------------------------------------------------------
 
