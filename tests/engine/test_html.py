@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ctxgate.engine._api import Context, retrieval_key
-from ctxgate.engine.html import MAX_EXTRACT, HtmlCompressor
+from ctxgate.engine.html import HtmlCompressor, _markdown
 from tests.engine.corpus_recall import question_recall
 
 HTML = HtmlCompressor()
@@ -61,32 +61,85 @@ def test_lossless_level_leaves_page() -> None:
     assert r.text == PAGE and not r.originals
 
 
-def test_visible_text_fallback() -> None:
+def test_table_only_page() -> None:
     page = "<html><body><table><tr><td>alpha cell</td><td>beta cell</td></tr></table><script>x=1</script></body></html>"
     r = HTML.compress(page, BAL)
     assert "alpha cell" in r.text and "beta cell" in r.text and "x=1" not in r.text
 
 
-def test_huge_page_uses_visible_text() -> None:
+def test_visible_text_when_main_content_misses() -> None:
+    # the rules take a top-level id="sidebar" for chrome; the page has nothing else
+    page = f"<html><body><div id='sidebar'>{''.join(f'<p>{PARA.format(n=i)}</p>' for i in range(4))}</div></body></html>"
+    r = HTML.compress(page, BAL)
+    assert r.transforms == ("html:visible-text",)
+    assert PARA.format(n=0) in r.text and PARA.format(n=3) in r.text and "visible text kept" in r.text
+
+
+def test_huge_page_is_extracted_whole() -> None:
     filler = "".join(
         f"<div><p>Filler paragraph {i} of a very long listing page.</p></div>" for i in range(8000)
     )
     page = PAGE.replace("</article>", "</article>" + filler)
-    assert len(page) > MAX_EXTRACT
     r = HTML.compress(page, BAL)
-    assert r.transforms == ("html:visible-text",)
+    assert r.transforms == ("html:main-content",)
     assert (
         PARA.format(n=3) in r.text and "Filler paragraph 7999 of" in r.text and "var tracking" not in r.text
     )
-    assert "very large page" in r.text and r.originals[0].text == page
+    assert r.originals[0].text == page
 
+
+def test_byte_order_mark_page() -> None:
+    page = "\ufeff" + PAGE
+    assert HTML.score(page, BAL) > 0.9
+    r = HTML.compress(page, BAL)
+    assert r.text.startswith("Title: Context Gates Explained") and PARA.format(n=8) in r.text
+
+
+def test_no_title_no_body_text() -> None:
+    r = HTML.compress(f"<html><body><article><p>{PARA.format(n=1)}</p></article></body></html>", BAL)
+    assert r.text.startswith(PARA.format(n=1))
+    try:
+        HTML.compress("<html><body><script>x=1</script></body></html>", BAL)
+    except ValueError as exc:
+        assert "no text" in str(exc)
+    else:
+        raise AssertionError("a page without text must not compress")
+
+
+def test_markdown_from_minimal_html() -> None:
+    minimal = (
+        '<h2> Install <a href="#install">#</a> </h2>\n\n'
+        '<p> Run <a href="https://x.y/a?b=1&amp;c=2">the   script</a> <a href="/t">now</a> &amp; wait &lt;5s&gt;. </p>\n\n'
+        "<ul>\n  <li>one<ul>\n  <li>nested</li>\n</ul></li>\n  <li>two</li>\n</ul>\n"
+        "<ol>\n  <li>first</li>\n  <li>second</li>\n</ol>\n"
+        "<pre>def f():<br>    return 1 &lt; 2\n</pre>\n"
+        '<p>see <a href="#top">top of page</a> or <a href="javascript:void(0)">menu</a></p>'
+        "<p>Vladi\u00admir\u200b Putin</p>"
+    )
+    assert _markdown(minimal) == (
+        "## Install\n\n"
+        "Run [the script](https://x.y/a?b=1&c=2) [now](/t) & wait <5s>.\n\n"
+        "- one\n  - nested\n- two\n\n"
+        "1. first\n2. second\n\n"
+        "```\ndef f():\n    return 1 < 2\n```\n\n"
+        "see top of page or menu\n\n"
+        "Vladimir Putin"
+    )
+
+
+def test_deterministic_and_never_raises_on_broken_markup() -> None:
+    broken = "<!DOCTYPE html><html><body><p>unclosed <a href='x'>link <div><pre>code" + "<li>item" * 50
+    for page in (broken, "<!DOCTYPE html>", "<!DOCTYPE html><html>\x00\udcff</html>"):
+        try:
+            first = HTML.compress(page, BAL).text
+        except ValueError:
+            continue
+        assert HTML.compress(page, BAL).text == first
 
 
 def test_corpus_question_recall(corpus: Path) -> None:
     folder = corpus / "outputs" / "html"
     outputs = {
-        f.name: HTML.compress(f.read_text(), BAL).text
-        for f in folder.iterdir()
-        if f.suffix == ".html"
+        f.name: HTML.compress(f.read_text(), BAL).text for f in folder.iterdir() if f.suffix == ".html"
     }
     assert question_recall(corpus, "html", outputs) >= 0.98

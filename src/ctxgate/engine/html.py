@@ -1,65 +1,41 @@
 """HTML pages: main-content extraction to markdown.
 
-Level ``balanced`` only (extraction drops page chrome, so it is lossy): the page
-goes through trafilatura (a maintained main-content extractor, already a
-dependency, offline) with links, formatting, tables and code blocks kept. The
-output starts with the page's title, author, date, address, byline and figure
-captions as far as the page states them (read with lxml: trafilatura's own
-metadata pass costs as much as the extraction), then the main text as markdown,
-then one ``omission_marker``
-saying what was dropped (navigation, scripts, styles, boilerplate) with the
-retrieval key of the whole page. When trafilatura finds no main content, the
-visible text of the page (scripts, styles and hidden parts removed, one line per
-block element) is used instead; so it is for pages over ``MAX_EXTRACT`` characters,
-where extraction would take seconds.
+Level ``balanced`` only (extraction drops page chrome, so it is lossy). The page is
+parsed once with resiliparse (lexbor, a C HTML5 parser; rule-based main-content
+extraction, no model, no download), which drops navigation, global headers and
+footers, sidebars, search boxes, hidden parts, ads, share widgets, scripts and
+styles, and keeps the rest of the page's text with its headings, paragraphs, lists,
+``<pre>`` blocks and links as minimal HTML; ``_markdown`` turns that into markdown.
+Recall over precision: a compressed page must still hold every fact of the article,
+so the rule-based extractor (which keeps a little chrome) is preferred to scoring
+heuristics that sometimes drop a paragraph. When the main content comes out nearly
+empty (a wrapper the rules mistake for chrome), the page's whole visible text is used
+instead (``html:visible-text``).
+
+The output starts with the page's title, author, date, address, byline and figure
+captions as far as the page states them and the body does not already say them,
+then the markdown, then one ``omission_marker`` saying what was dropped with the
+retrieval key of the whole page.
 
 Level ``lossless``: the page is left as it is.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
-import lxml.html
-import trafilatura
-from lxml import etree
-from trafilatura.utils import load_html
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.html import HTMLTree
 
 from ctxgate.engine._api import Context, Original, Result, omission_marker, retrieval_key
 
 _DOCTYPE = re.compile(
-    r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<!doctype html|\A\s*<html[\s>]", re.I | re.S
+    r"\A\ufeff?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<!doctype html|\A\s*<html[\s>]", re.I | re.S
 )
 _TAG = re.compile(r"<(?:div|p|a|span|li|td|script|meta|link|img|br|section|article|nav|h[1-6])\b", re.I)
-#: characters; above this, trafilatura takes seconds, and the visible text is used instead
-MAX_EXTRACT = 400_000
-_INVISIBLE = ("script", "style", "noscript", "template", "svg", "iframe", "head")
-_BLOCKS = frozenset(
-    [
-        "p",
-        "div",
-        "li",
-        "tr",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "pre",
-        "blockquote",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "br",
-        "table",
-        "ul",
-        "ol",
-        "dt",
-        "dd",
-    ]
-)
+#: main content with fewer characters of text than this is taken for a miss: visible text instead
+MIN_MAIN_CHARS = 250
 
 
 class HtmlCompressor:
@@ -73,130 +49,182 @@ class HtmlCompressor:
         if _DOCTYPE.match(head):
             return 0.95
         tags = len(_TAG.findall(head))
-        if tags >= 10 and head.lstrip().startswith("<"):
+        if tags >= 10 and head.lstrip("\ufeff \t\r\n").startswith("<"):
             return 0.8
         return -1.0
 
     def compress(self, text: str, ctx: Context) -> Result:
         if ctx.level != "balanced":
             return Result(text, skipped=("html: extraction is lossy, level is not balanced",))
-        key = retrieval_key(text)
-        if len(text) > MAX_EXTRACT:
-            # main-content extraction grows too slow on huge pages: visible text instead
-            visible = _visible_text(text)
-            if not visible.strip():
-                raise ValueError("html: no text in page")
-            what = "markup, scripts and styles of a very large page; visible text kept"
-            marker = omission_marker(len(text) - len(visible), len(text), "characters of HTML", what, key)
-            return Result(f"{visible}\n\n{marker}", ("html:visible-text",), (Original(key, text),))
-        tree = load_html(text)
-        if tree is None:
-            raise ValueError("html: parse failed")
-        extras = _extras(tree)
-        extracted = trafilatura.extract(
-            tree,
-            output_format="markdown",
-            with_metadata=False,
-            include_links=True,
-            include_formatting=True,
-            include_tables=True,
-            include_comments=False,
-            include_images=False,
-            favor_recall=True,
-            deduplicate=False,
-            fast=True,
-        )
-        transform = "html:main-content"
-        if not extracted or not extracted.strip():
-            extracted = _visible_text(text)
-            transform = "html:visible-text"
-        if not extracted.strip():
+        tree = HTMLTree.parse(text.removeprefix("\ufeff"))
+        if tree.body is None:
+            raise ValueError("html: no body")
+        body, transform = _markdown(_minimal(tree, main_content=True)), "html:main-content"
+        if len(body) < MIN_MAIN_CHARS:
+            visible = _markdown(_minimal(tree, main_content=False))
+            if len(visible) > len(body):
+                body, transform = visible, "html:visible-text"
+        if not body.strip():
             raise ValueError("html: no text in page")
-        flat = " ".join(extracted.split())
-        head = [f"{label}: {value}" for label, value in extras if value not in flat]
-        body = "\n".join([*head, extracted.strip()])
+        flat = " ".join(body.split())
+        head = [f"{label}: {value}" for label, value in _extras(tree) if value not in flat]
+        body = "\n".join([*head, body])
+        key = retrieval_key(text)
         what = "page chrome (navigation, scripts, styles, boilerplate); main content kept as markdown"
+        if transform == "html:visible-text":
+            what = "markup, scripts and styles; the page's visible text kept"
         marker = omission_marker(len(text) - len(body), len(text), "characters of HTML", what, key)
         return Result(f"{body}\n\n{marker}", (transform,), (Original(key, text),))
 
 
-_BYLINE = (
-    "//*[contains(@class,'byline') or contains(@class,'author') or @rel='author' "
-    "or contains(@itemprop,'author')]"
-)
-_CAPTION = "//figcaption | //*[contains(@class,'caption')]"
+def _minimal(tree: HTMLTree, *, main_content: bool) -> str:
+    return extract_plain_text(
+        tree,
+        preserve_formatting="minimal_html",
+        main_content=main_content,
+        links=True,
+        alt_texts=False,
+        list_bullets=True,
+    )
 
 
-#: (label, xpath giving a string) for the page's metadata, first non-empty wins
+_MARKUP = re.compile(r"<(/?)([a-z0-9]+)([^>]*)>")
+_HREF = re.compile(r'href="([^"]*)"')
+_HEADING = {f"h{n}": "#" * n for n in range(1, 7)}
+
+
+def _markdown(minimal: str) -> str:
+    """Markdown from resiliparse's minimal HTML (headings, paragraphs, lists, ``pre``,
+    ``br`` and links; everything else is already text, entities escaped)."""
+    out: list[str] = []
+    lists: list[list[int]] = []  # one [counter] per open list; counter -1 for <ul>
+    links: list[tuple[int, str]] = []  # (where the link text starts in ``out``, href)
+    pre = 0
+    pos = 0
+    for m in _MARKUP.finditer(minimal):
+        if m.start() > pos:
+            chunk = html.unescape(minimal[pos : m.start()])
+            out.append(chunk if pre else _squeeze(chunk, out))
+        pos = m.end()
+        closing, tag, attrs = m.group(1) == "/", m.group(2), m.group(3)
+        if tag in _HEADING:
+            out.append("\n\n" if closing else f"\n\n{_HEADING[tag]} ")
+        elif tag == "p":
+            out.append("\n\n")
+        elif tag == "br":
+            out.append("\n")
+        elif tag == "pre":
+            pre += -1 if closing else 1
+            if closing:
+                _trim_end(out)
+            out.append("\n```\n\n" if closing else "\n\n```\n")
+        elif tag in ("ul", "ol"):
+            if closing:
+                if lists:
+                    lists.pop()
+            else:
+                lists.append([-1 if tag == "ul" else 0])
+            if not lists:
+                out.append("\n\n")  # a paragraph break after the outermost list
+        elif tag == "li" and not closing:
+            indent = "  " * max(len(lists) - 1, 0)
+            bullet = "-"
+            if lists and lists[-1][0] >= 0:
+                lists[-1][0] += 1
+                bullet = f"{lists[-1][0]}."
+            out.append(f"\n{indent}{bullet} ")
+        elif tag == "a":
+            if not closing:
+                found = _HREF.search(attrs)
+                links.append((len(out), html.unescape(found.group(1)) if found else ""))
+            elif links:
+                start, href = links.pop()
+                label = "".join(out[start:]).strip()
+                if href.startswith("#") and not any(c.isalnum() for c in label):
+                    del out[start:]  # a heading's or paragraph's anchor mark: "#", "¶", "§"
+                elif label and _worth_linking(href):
+                    del out[start:]
+                    out.append(f"[{label}]({href})")
+    if pos < len(minimal):
+        chunk = html.unescape(minimal[pos:])
+        out.append(chunk if pre else _squeeze(chunk, out))
+    # soft hyphens and zero-width spaces: invisible on the page, they cost tokens and split words
+    joined = "".join(out).replace("\u00ad", "").replace("\u200b", "")
+    lines = [line.rstrip() for line in joined.split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _squeeze(chunk: str, out: list[str]) -> str:
+    """Text outside ``pre``: runs of white space as one space, none at a line start."""
+    text = " ".join(chunk.split())
+    if not text:
+        return " " if chunk and out and not out[-1].endswith((" ", "\n")) else ""
+    if chunk[:1].isspace() and text and out and not out[-1].endswith((" ", "\n")):
+        text = " " + text
+    if chunk[-1:].isspace() and text:
+        text += " "
+    return text
+
+
+def _trim_end(out: list[str]) -> None:
+    """Drop the white space that ends ``out`` (a ``pre`` block's last line break)."""
+    while out and not out[-1].strip():
+        out.pop()
+    if out:
+        out[-1] = out[-1].rstrip()
+
+
+def _worth_linking(href: str) -> bool:
+    """Links to other pages or files; not in-page anchors or script calls."""
+    return bool(href) and not href.startswith(("#", "javascript:", "mailto:"))
+
+
+_BYLINE = '[class*="byline"], [class*="author"], [rel="author"], [itemprop*="author"]'
+_CAPTION = 'figcaption, [class*="caption"]'
+
+#: (label, CSS selector) for the page's metadata; the first match in document order wins
 _META = (
-    ("Headline", "string((//meta[@property='og:title' or @name='twitter:title']/@content)[1])"),
-    ("Author", "string(//meta[@name='author' or @property='article:author' or @name='byl']/@content)"),
+    ("Headline", 'meta[property="og:title"], meta[name="twitter:title"]'),
+    ("Author", 'meta[name="author"], meta[property="article:author"], meta[name="byl"]'),
     (
         "Date",
-        "string((//meta[@property='article:published_time' or @name='date' or @itemprop='datePublished'"
-        " or @name='pubdate' or @property='og:published_time']/@content | //time/@datetime)[1])",
+        'meta[property="article:published_time"], meta[name="date"], meta[itemprop="datePublished"], '
+        'meta[name="pubdate"], meta[property="og:published_time"], time[datetime]',
     ),
-    ("URL", "string((//link[@rel='canonical']/@href | //meta[@property='og:url']/@content)[1])"),
-    ("Site", "string(//meta[@property='og:site_name']/@content)"),
+    ("URL", 'link[rel="canonical"], meta[property="og:url"]'),
+    ("Site", 'meta[property="og:site_name"]'),
 )
+#: where each element of ``_META`` keeps its value
+_VALUE_ATTR = {"meta": "content", "time": "datetime", "link": "href"}
 
 
-def _extras(tree: lxml.html.HtmlElement) -> list[tuple[str, str]]:
-    """Title, author, date, address, byline and figure captions: the page's metadata
-    (read here, much cheaper than trafilatura's own) and what main-content extraction
-    often drops."""
+def _extras(tree: HTMLTree) -> list[tuple[str, str]]:
+    """Title, author, date, address, byline and figure captions: the page's metadata,
+    and what main-content extraction often drops."""
+    doc = tree.document
+    if doc is None:
+        return []
     found: list[tuple[str, str]] = []
-    title = tree.find(".//title")
-    if title is not None:
-        found.append(("Title", " ".join(title.text_content().split())))
-    for label, xpath in _META:
-        value = tree.xpath(xpath)
-        if isinstance(value, str) and value.strip():
-            value = " ".join(value.split())[:300]
-            if not any(value == v for _, v in found):
-                found.append((label, value))
-    for label, xpath, limit, longest in (("Byline", _BYLINE, 2, 120), ("Caption", _CAPTION, 4, 300)):
+    title = " ".join((tree.title or "").split())
+    if title:
+        found.append(("Title", title))
+    for label, selector in _META:
+        el = doc.query_selector(selector)
+        if el is None:
+            continue
+        value = " ".join((el.getattr(_VALUE_ATTR.get(el.tag or "", "content")) or "").split())[:300]
+        if value and not any(value == v for _, v in found):
+            found.append((label, value))
+    for label, selector, limit, longest in (("Byline", _BYLINE, 2, 120), ("Caption", _CAPTION, 4, 300)):
         seen: set[str] = set()
-        for el in tree.xpath(xpath):
-            value = " ".join(el.text_content().split())
-            if value and len(value) <= longest and value not in seen and el.tag not in ("meta", "link"):
+        for el in doc.query_selector_all(selector):
+            if el.tag in ("meta", "link"):
+                continue
+            value = " ".join((el.text or "").split())
+            if value and len(value) <= longest and value not in seen:
                 seen.add(value)
                 found.append((label, value))
                 if len(seen) >= limit:
                     break
-    return [(k, v) for k, v in found if v]
-
-
-def _visible_text(page: str) -> str:
-    """The text a reader sees, one line per block element; no scripts or styles."""
-    try:
-        root = lxml.html.document_fromstring(page)
-    except (etree.ParserError, ValueError):
-        return ""
-    for el in root.iter(*_INVISIBLE):
-        el.drop_tree()
-    title = page_title(page)
-    parts: list[str] = [f"# {title}"] if title else []
-    line: list[str] = []
-    for event, el in etree.iterwalk(root, events=("start", "end")):
-        tag = el.tag if isinstance(el.tag, str) else ""
-        if event == "start":
-            if tag in _BLOCKS and line:
-                parts.append(" ".join("".join(line).split()))
-                line = []
-            if el.text:
-                line.append(el.text)
-        else:
-            if tag in _BLOCKS and line:
-                parts.append(" ".join("".join(line).split()))
-                line = []
-            if el.tail:
-                line.append(el.tail)
-    if line:
-        parts.append(" ".join("".join(line).split()))
-    return "\n".join(p for p in parts if p)
-
-
-def page_title(page: str) -> str:
-    m = re.search(r"<title[^>]*>(.*?)</title>", page[:100000], re.I | re.S)
-    return " ".join(m.group(1).split()) if m else ""
+    return found
