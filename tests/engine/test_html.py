@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ctxgate.engine._api import Context, retrieval_key
 from ctxgate.engine.html import HtmlCompressor, _markdown
 from tests.engine.corpus_recall import question_recall
@@ -135,6 +138,55 @@ def test_deterministic_and_never_raises_on_broken_markup() -> None:
         except ValueError:
             continue
         assert HTML.compress(page, BAL).text == first
+
+
+_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            "<p>",
+            "</p>",
+            "<div class='nav'>",
+            "</div>",
+            "<ul>",
+            "<li>",
+            "</ul>",
+            "<pre>",
+            "</pre>",
+            "<br>",
+            "<a href='#x'>",
+            '<a href="/y?a=1&amp;b">',
+            "</a>",
+            "<h2>",
+            "</h2>",
+            "<script>",
+            "</script>",
+            "<nav>",
+            "</nav>",
+            "<table><tr><td>",
+            "&lt;",
+            "&amp;",
+            "<!--",
+            "-->",
+            "<",
+            ">",
+            "\n",
+            "\u00ad",
+        ]
+    ),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_PIECES, max_size=60))
+def test_never_fails_on_tag_soup(pieces: list[str]) -> None:
+    page = "<!DOCTYPE html><html><body>" + "".join(pieces)
+    try:
+        first = HTML.compress(page, BAL)
+    except ValueError:  # no text, or text that cannot be encoded: the dispatcher passes the page on
+        return
+    assert HTML.compress(page, BAL).text == first.text
+    assert first.originals[0].text == page
 
 
 def test_corpus_question_recall(corpus: Path) -> None:
