@@ -117,7 +117,9 @@ def test_markdown_from_minimal_html() -> None:
         "<ol>\n  <li>first</li>\n  <li>second</li>\n</ol>\n"
         "<pre>def f():<br>    return 1 &lt; 2\n</pre>\n"
         '<p>see <a href="#top">top of page</a> or <a href="javascript:void(0)">menu</a></p>'
-        "<p>Vladi\u00admir\u200b Putin</p>"
+        "<p>Vladi\u00admir\u200b Putin</p>\n\n"
+        "Option\t\tDefault\n--port\t\t8080\n--host\t\t\t\tHost\t\t\n"
+        "<p>Line one<br>\nline two</p>"
     )
     assert _markdown(minimal) == (
         "## Install\n\n"
@@ -126,7 +128,9 @@ def test_markdown_from_minimal_html() -> None:
         "1. first\n2. second\n\n"
         "```\ndef f():\n    return 1 < 2\n```\n\n"
         "see top of page or menu\n\n"
-        "Vladimir Putin"
+        "Vladimir Putin\n\n"
+        "Option | Default\n--port | 8080\n--host |  | Host\n\n"
+        "Line one\nline two"
     )
 
 

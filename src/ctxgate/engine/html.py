@@ -104,7 +104,10 @@ def _markdown(minimal: str) -> str:
     for m in _MARKUP.finditer(minimal):
         if m.start() > pos:
             chunk = html.unescape(minimal[pos : m.start()])
-            out.append(chunk if pre else _squeeze(chunk, out))
+            if pre:
+                out.append(chunk)
+            elif chunk.strip() or not lists:  # in a list, its items make the line breaks
+                out.append(_squeeze(chunk, out))
         pos = m.end()
         closing, tag, attrs = m.group(1) == "/", m.group(2), m.group(3)
         if tag in _HEADING:
@@ -156,15 +159,33 @@ def _markdown(minimal: str) -> str:
 
 
 def _squeeze(chunk: str, out: list[str]) -> str:
-    """Text outside ``pre``: runs of white space as one space, none at a line start."""
-    text = " ".join(chunk.split())
-    if not text:
-        return " " if chunk and out and not out[-1].endswith((" ", "\n")) else ""
-    if chunk[:1].isspace() and text and out and not out[-1].endswith((" ", "\n")):
+    """Text outside ``pre``: white space within a line as one space, none at a line start.
+
+    Line breaks are kept: outside tags, resiliparse writes them only between blocks it has
+    no tag for, such as table rows, whose cells it separates with two tabs (written here as
+    ``a | b``)."""
+    text = "\n".join(_row(line) for line in chunk.split("\n"))
+    after_break = not out or out[-1].endswith("\n")
+    if not text.strip():
+        if "\n" in chunk:
+            return "" if after_break else "\n"
+        return " " if chunk and not after_break and not out[-1].endswith(" ") else ""
+    if after_break:
+        text = text.lstrip("\n")
+    elif chunk[:1] in (" ", "\t") and not out[-1].endswith(" "):
         text = " " + text
-    if chunk[-1:].isspace() and text:
+    if chunk[-1:] in (" ", "\t"):
         text += " "
     return text
+
+
+def _row(line: str) -> str:
+    if "\t\t" not in line:
+        return " ".join(line.split())
+    cells = [" ".join(cell.split()) for cell in line.split("\t\t")]
+    while cells and not cells[-1]:
+        cells.pop()
+    return " | ".join(cells)
 
 
 def _trim_end(out: list[str]) -> None:
