@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxgate.engine._api import Context, retrieval_key
-from ctxgate.engine.html import HtmlCompressor, _markdown
+from ctxgate.engine.html import HtmlCompressor, _markdown, _restore_dropped
 from tests.engine.corpus_recall import question_recall
 
 HTML = HtmlCompressor()
@@ -142,6 +142,92 @@ def test_deterministic_and_never_raises_on_broken_markup() -> None:
         except ValueError:
             continue
         assert HTML.compress(page, BAL).text == first
+
+
+def _article(inner: str) -> str:
+    intro = f"<p>{PARA.format(n=1)} {PARA.format(n=2)}</p>"
+    return f"<!DOCTYPE html><html><body><main><div><div class='docblock'>{intro}{inner}</div></div></main></body></html>"
+
+
+def test_lone_characters_between_elements_are_kept() -> None:
+    # resiliparse's main-content pass drops a text node of one 3-byte character
+    page = _article(
+        "<p>케이스 처리를 위해 <code>Result</code>와 <code>Option</code> 사이에는</p>"
+        "<p><code>A</code>を<code>B</code>に <code>C</code>的<code>D</code> <b>x</b>→<b>y</b></p>"
+    )
+    out = HTML.compress(page, BAL).text
+    assert "Result와 Option 사이에는" in out
+    assert "AをBに C的D x→y" in out
+    assert "\u200b" not in out
+
+
+def test_lists_of_described_links_are_content() -> None:
+    # resiliparse's rules drop a list dense with links
+    described = "".join(
+        f"<li><a href='enum.Option.html#method.{m}'><code>{m}</code></a> converts from "
+        f"<code><a href='p.html'>&amp;</a><a href='o.html'>Option</a>&lt;T&gt;</code> to a reference</li>"
+        for m in ("as_ref", "as_mut", "as_deref")
+    )
+    page = _article(
+        f"<h3>Adapters for working with references</h3><ul>{described}</ul><p>{PARA.format(n=3)}</p>"
+    )
+    out = HTML.compress(page, BAL).text
+    assert "[as_ref](enum.Option.html#method.as_ref) converts from" in out
+    assert out.index("Adapters for working") < out.index("as_deref") < out.index(PARA.format(n=3))
+
+
+def test_lists_of_a_simple_documentation_page_are_content() -> None:
+    # resiliparse's rules drop every list less than three levels below <body>
+    items = "".join(
+        f"<li><p>Step {i}: run <code>tool --step {i}</code> and check its output.</p></li>" for i in range(4)
+    )
+    page = (
+        "<!DOCTYPE html><html><head><title>tool install</title></head><body><section><div id='_content'>"
+        f"<h1>tool install</h1><p>{PARA.format(n=1)}</p><ul>{items}</ul><p>{PARA.format(n=2)}</p>"
+        "</div></section></body></html>"
+    )
+    out = HTML.compress(page, BAL).text
+    assert "- Step 0: run tool --step 0 and check its output." in out and "- Step 3: run" in out
+    assert out.index(PARA.format(n=1)) < out.index("Step 0") < out.index(PARA.format(n=2))
+
+
+def test_dropped_runs_restored_only_between_kept_lines() -> None:
+    main = "<h1>Title</h1>\n\n<p>Intro.</p>\n\n<p>Outro.</p>"
+    visible = "\n".join(
+        [
+            "<ul>",
+            '  <li><a href="/">Home</a></li>',
+            "</ul>",
+            "<h1>Title</h1>",
+            "<p>Intro.</p>",
+            "<ul>",
+            '  <li><a href="a.html">as_ref</a> converts from a reference</li>',
+            '  <li><a href="m.html">as_mut</a> converts from a mutable one</li>',
+            "</ul>",
+            "<p>Outro.</p>",
+            '<ul><li><a href="/more">More</a> read more of this</li></ul>',
+        ]
+    )
+    out = _restore_dropped(main, visible)
+    assert "as_ref</a> converts from a reference" in out and "as_mut</a> converts" in out
+    assert out.index("Intro.") < out.index("as_ref") < out.index("Outro.")
+    assert "Home" not in out and "More" not in out  # outside the main content
+    assert _markdown(out).startswith(
+        "# Title\n\nIntro.\n\n- [as_ref](a.html) converts from a reference\n- [as_mut]"
+    )
+    # a menu between kept lines (three links or more, no word outside them) stays out
+    menu = (
+        "<h1>Title</h1>\n<ul>\n  <li><a href='/b'>Blog</a></li>\n  <li><a href='/a'>About us</a></li>\n"
+        "  <li><a href='/s'>Share on Facebook</a></li>\n</ul>\n<p>Intro.</p>"
+    )
+    assert _restore_dropped("<h1>Title</h1>\n<p>Intro.</p>", menu) == "<h1>Title</h1>\n<p>Intro.</p>"
+    # one bare link (an API doc's parameter type) is content
+    typed = "<h1>Title</h1>\n<ul>\n  <li><a href='err.html'>&lt;Error&gt;</a></li>\n</ul>\n<p>Intro.</p>"
+    assert "&lt;Error&gt;" in _restore_dropped("<h1>Title</h1>\n<p>Intro.</p>", typed)
+    # a line main has that visible lacks (visible skips asides, main keeps deep ones) stays
+    assert _restore_dropped("<p>Note: deep aside.</p>\n<p>Intro.</p>", "<p>Intro.</p>") == (
+        "<p>Note: deep aside.</p>\n<p>Intro.</p>"
+    )
 
 
 _PIECES = st.one_of(

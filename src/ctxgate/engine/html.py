@@ -34,6 +34,8 @@ _DOCTYPE = re.compile(
     r"\A\ufeff?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<!doctype html|\A\s*<html[\s>]", re.I | re.S
 )
 _TAG = re.compile(r"<(?:div|p|a|span|li|td|script|meta|link|img|br|section|article|nav|h[1-6])\b", re.I)
+#: a character of three UTF-8 bytes before a tag: see ``_keep_lone_characters``
+_BEFORE_TAG = re.compile(r"[\u0800-\ud7ff\uf900-\uffff](?=[ \t\r\n]*<)")
 #: main content with fewer characters of text than this is taken for a miss: visible text instead
 MIN_MAIN_CHARS = 250
 
@@ -56,14 +58,16 @@ class HtmlCompressor:
     def compress(self, text: str, ctx: Context) -> Result:
         if ctx.level != "balanced":
             return Result(text, skipped=("html: extraction is lossy, level is not balanced",))
-        tree = HTMLTree.parse(text.removeprefix("\ufeff"))
+        tree = HTMLTree.parse(_keep_lone_characters(text.removeprefix("\ufeff")))
         if tree.body is None:
             raise ValueError("html: no body")
-        body, transform = _markdown(_minimal(tree, main_content=True)), "html:main-content"
+        visible = _minimal(tree, main_content=False)
+        body = _markdown(_restore_dropped(_minimal(tree, main_content=True), visible))
+        transform = "html:main-content"
         if len(body) < MIN_MAIN_CHARS:
-            visible = _markdown(_minimal(tree, main_content=False))
-            if len(visible) > len(body):
-                body, transform = visible, "html:visible-text"
+            whole = _markdown(visible)
+            if len(whole) > len(body):
+                body, transform = whole, "html:visible-text"
         if not body.strip():
             raise ValueError("html: no text in page")
         flat = " ".join(body.split())
@@ -77,7 +81,43 @@ class HtmlCompressor:
         return Result(f"{body}\n\n{marker}", (transform,), (Original(key, text),))
 
 
+#: never restored from the visible text (see ``_restore_dropped``): what the page marks as
+#: navigation, side content, search, dialogs, or hidden
+_CHROME = (
+    *("head", "script", "style", "noscript", "template", "svg", "iframe", "nav", "aside", "[hidden]"),
+    *("[aria-hidden=true]", "[role=navigation]", "[role=complementary]", "[role=search]", "[role=dialog]"),
+    *("[role=alert]", "[role=menu]", "[role=menubar]", "[role=banner]", "[role=contentinfo]"),
+    *(".hidden", ".d-none", ".is-hidden", '[style*="display:none"]', '[style*="display: none"]'),
+)
+
+
+def _keep_lone_characters(page: str) -> str:
+    """A zero-width space (dropped again in ``_markdown``) after every text node of one
+    character of three UTF-8 bytes ("와", "を", "的", "→" between two elements).
+
+    resiliparse's main-content pass takes such a node for an icon-font glyph and drops it
+    (its test reads the bytes in the wrong order). Private-use characters, the real icon
+    glyphs, are left alone."""
+    cuts = []
+    for m in _BEFORE_TAG.finditer(page):
+        i = m.start() - 1
+        while i >= 0 and page[i] in " \t\r\n":
+            i -= 1
+        if i >= 0 and page[i] == ">":
+            cuts.append(m.end())
+    if not cuts:
+        return page
+    parts, prev = [], 0
+    for cut in cuts:
+        parts += [page[prev:cut], "\u200b"]
+        prev = cut
+    parts.append(page[prev:])
+    return "".join(parts)
+
+
 def _minimal(tree: HTMLTree, *, main_content: bool) -> str:
+    """resiliparse's minimal HTML of the page: with its main-content rules, or the visible
+    text less ``_CHROME``."""
     return extract_plain_text(
         tree,
         preserve_formatting="minimal_html",
@@ -85,7 +125,68 @@ def _minimal(tree: HTMLTree, *, main_content: bool) -> str:
         links=True,
         alt_texts=False,
         list_bullets=True,
+        skip_elements=None if main_content else list(_CHROME),
     )
+
+
+_HAS_TEXT = re.compile(r"(?:^|>)\s*[^<\s]")
+_ANCHOR = re.compile(r"<a\b[^>]*>(.*?)</a>", re.S)
+_ANY_TAG = re.compile(r"<[^>]+>")
+
+
+def _restore_dropped(main: str, visible: str) -> str:
+    """``main`` with what the main-content rules dropped inside the main content put back.
+
+    Both are resiliparse's minimal HTML of one page: with its main-content rules, and the
+    visible text less ``_CHROME``; the lines of ``main`` are lines of ``visible``, in the
+    same order. The rules find the main content well (what comes before its first line
+    and after its last is page chrome) but inside it they drop too much: every list less
+    than three levels below ``<body>`` (all the lists of a simple documentation page),
+    lists dense with links (API docs: "as_ref converts from &Option<T> to Option<&T>",
+    with three links). So every run of ``visible`` lines between two lines with text that
+    ``main`` kept is put back in place, unless it is a menu (``_menu``)."""
+    kept = main.split("\n")
+    lines = visible.split("\n")
+    where: dict[str, list[int]] = {}
+    for i, line in enumerate(lines):
+        if _HAS_TEXT.search(line):  # tag-only lines ("<ul>") repeat too often to anchor on
+            where.setdefault(line, []).append(i)
+    mate: dict[int, int] = {}  # index in ``lines`` -> index in ``kept``, in order
+    nxt = 0
+    for k, line in enumerate(kept):
+        for i in where.get(line, ()):
+            if i >= nxt:
+                mate[i], nxt = k, i + 1
+                break
+    inserts: dict[int, list[str]] = {}
+    prev = -1
+    for i in sorted(mate):
+        if prev >= 0 and i > prev + 1 and not _menu(lines[prev + 1 : i]):
+            inserts[mate[prev]] = lines[prev + 1 : i]
+        prev = i
+    if not inserts:
+        return main
+    out: list[str] = []
+    for k, line in enumerate(kept):
+        out.append(line)
+        out.extend(inserts.get(k, ()))
+    return "\n".join(out)
+
+
+def _menu(run: list[str]) -> bool:
+    """No words, or three links or more and no word outside them (a menu, a table of
+    contents, a tag list). A list whose items say something besides their links, or
+    one or two bare links (an API doc's "<Error>" type), is content."""
+    outside = sum(_words(_ANY_TAG.sub(" ", _ANCHOR.sub(" ", line))) for line in run)
+    if outside:
+        return False
+    labels = [label for line in run for label in _ANCHOR.findall(line)]
+    return len(labels) >= 3 or not any(_words(_ANY_TAG.sub(" ", label)) for label in labels)
+
+
+def _words(text: str) -> int:
+    """Words with a letter in them (not "(1)", "|" or "▼"); entities count as a space."""
+    return sum(1 for word in html.unescape(text).split() if any(c.isalpha() for c in word))
 
 
 _MARKUP = re.compile(r"<(/?)([a-z0-9]+)([^>]*)>")
@@ -101,6 +202,8 @@ def _markdown(minimal: str) -> str:
     links: list[tuple[int, str]] = []  # (where the link text starts in ``out``, href)
     pre = 0
     pos = 0
+    bullet_at = -1  # len(out) right after the latest list bullet
+    minimal = _TEXT_LINK.sub(_text_link, minimal)  # most links, at C speed; the rest below
     for m in _MARKUP.finditer(minimal):
         if m.start() > pos:
             chunk = html.unescape(minimal[pos : m.start()])
@@ -113,7 +216,10 @@ def _markdown(minimal: str) -> str:
         if tag in _HEADING:
             out.append("\n\n" if closing else f"\n\n{_HEADING[tag]} ")
         elif tag == "p":
-            out.append("\n\n")
+            if not lists:
+                out.append("\n\n")
+            elif not closing and len(out) != bullet_at and not out[-1].endswith("\n"):
+                out.append("\n")  # a second paragraph of a list item: its own line
         elif tag == "br":
             out.append("\n")
         elif tag == "pre":
@@ -136,6 +242,7 @@ def _markdown(minimal: str) -> str:
                 lists[-1][0] += 1
                 bullet = f"{lists[-1][0]}."
             out.append(f"\n{indent}{bullet} ")
+            bullet_at = len(out)
         elif tag == "a":
             if not closing:
                 found = _HREF.search(attrs)
@@ -156,6 +263,26 @@ def _markdown(minimal: str) -> str:
     lines = [line.rstrip() for line in joined.split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+_TEXT_LINK = re.compile(r"<a\b([^>]*)>([^<]*)</a>")
+
+
+def _text_link(m: re.Match[str]) -> str:
+    """A link whose label is text only, as markdown (still escaped: ``_markdown`` unescapes
+    text after this): ``[label](href)``, or the label alone (in-page anchors, scripts), or
+    nothing (an anchor mark such as "#" or "¶")."""
+    found = _HREF.search(m.group(1))
+    href = found.group(1) if found else ""
+    raw = m.group(2)
+    label = " ".join(raw.split())
+    before = " " if raw[:1].isspace() else ""
+    after = " " if raw[-1:].isspace() else ""
+    if href.startswith("#") and not any(c.isalnum() for c in html.unescape(label)):
+        return before or after
+    if label and _worth_linking(html.unescape(href)):
+        return f"{before}[{label}]({href}){after}"
+    return f"{before}{label}{after}" if label else before or after
 
 
 def _squeeze(chunk: str, out: list[str]) -> str:
