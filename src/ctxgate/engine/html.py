@@ -1,16 +1,19 @@
 """HTML pages: main-content extraction to markdown.
 
 Level ``balanced`` only (extraction drops page chrome, so it is lossy). The page is
-parsed once with resiliparse (lexbor, a C HTML5 parser; rule-based main-content
-extraction, no model, no download), which drops navigation, global headers and
-footers, sidebars, search boxes, hidden parts, ads, share widgets, scripts and
-styles, and keeps the rest of the page's text with its headings, paragraphs, lists,
-``<pre>`` blocks and links as minimal HTML; ``_markdown`` turns that into markdown.
-Recall over precision: a compressed page must still hold every fact of the article,
-so the rule-based extractor (which keeps a little chrome) is preferred to scoring
-heuristics that sometimes drop a paragraph. When the main content comes out nearly
-empty (a wrapper the rules mistake for chrome), the page's whole visible text is used
-instead (``html:visible-text``).
+parsed once with resiliparse (lexbor, a C HTML5 parser; no model, no download) and its
+text written twice as minimal HTML (headings, paragraphs, lists, ``<pre>``, links): with
+resiliparse's rule-based main-content pass, which finds where the article is and drops
+navigation, global headers and footers, sidebars, search boxes, hidden parts, ads and
+share widgets; and as the whole visible text less what the page marks as navigation,
+side content, dialogs or hidden (``_CHROME``). Inside the main content the rules drop
+too much (every list near ``<body>``, lists dense with links, single characters between
+elements), so what the visible text has between two lines the main content kept is put
+back unless it is a menu (``_restore_dropped``). ``_markdown`` writes the result.
+Recall over precision: a compressed page must still hold every fact of the article;
+a little chrome kept costs less than a paragraph lost. When the main content comes out
+nearly empty (a wrapper the rules mistake for chrome), the visible text is used instead
+(``html:visible-text``).
 
 The output starts with the page's title, author, date, address, byline and figure
 captions as far as the page states them and the body does not already say them,
