@@ -230,6 +230,15 @@ def test_dropped_runs_restored_only_between_kept_lines() -> None:
     )
 
 
+def test_restoring_is_linear_in_repeated_lines() -> None:
+    # every kept line of a page that repeats one line thousands of times is matched once
+    n = 5000
+    main = "\n".join(["<h1>T</h1>"] + ["<p>-</p>"] * n)
+    visible = "\n".join(["<h1>T</h1>"] + ["<p>-</p>", "<li><a href='x'>y</a> more words here</li>"] * n)
+    out = _restore_dropped(main, visible)
+    assert out.count("more words here") == n - 1  # each between two kept lines; the last one is after
+
+
 _PIECES = st.one_of(
     st.sampled_from(
         [

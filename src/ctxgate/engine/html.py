@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import html
 import re
+from bisect import bisect_left
 
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
@@ -157,10 +158,11 @@ def _restore_dropped(main: str, visible: str) -> str:
     mate: dict[int, int] = {}  # index in ``lines`` -> index in ``kept``, in order
     nxt = 0
     for k, line in enumerate(kept):
-        for i in where.get(line, ()):
-            if i >= nxt:
-                mate[i], nxt = k, i + 1
-                break
+        places = where.get(line)
+        if places:
+            j = bisect_left(places, nxt)  # not a scan: a page may repeat one line thousands of times
+            if j < len(places):
+                mate[places[j]], nxt = k, places[j] + 1
     inserts: dict[int, list[str]] = {}
     prev = -1
     for i in sorted(mate):
