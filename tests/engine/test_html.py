@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctxgate.engine._api import Context, retrieval_key
-from ctxgate.engine.html import HtmlCompressor, _markdown, _restore_dropped
+from ctxgate.engine.html import MAX_DEPTH, HtmlCompressor, _markdown, _restore_dropped
 from tests.engine.corpus_recall import question_recall
 
 HTML = HtmlCompressor()
@@ -227,6 +227,24 @@ def test_dropped_runs_restored_only_between_kept_lines() -> None:
     # a line main has that visible lacks (visible skips asides, main keeps deep ones) stays
     assert _restore_dropped("<p>Note: deep aside.</p>\n<p>Intro.</p>", "<p>Intro.</p>") == (
         "<p>Note: deep aside.</p>\n<p>Intro.</p>"
+    )
+
+
+def test_page_nested_too_deep_gets_its_visible_text() -> None:
+    # the main-content rules cost the square of the depth: 20,000 nested elements took 10 s
+    depth = MAX_DEPTH * 10
+    page = (
+        "<!DOCTYPE html><html><body><nav><a href='/'>Home</a></nav>"
+        + "<div>" * depth
+        + f"<p>{PARA.format(n=1)}</p>"
+        + "</div>" * depth
+        + "</body></html>"
+    )
+    r = HTML.compress(page, BAL)
+    assert r.transforms == ("html:visible-text",) and PARA.format(n=1) in r.text and "Home" not in r.text
+    shallow = "<!DOCTYPE html><html><body>" + "<div>" * 50 + f"<p>{PARA.format(n=1)}</p>" * 3 + "</div>" * 50
+    assert HTML.compress(shallow + "<p></p>" * 2000 + "</body></html>", BAL).transforms == (
+        "html:main-content",
     )
 
 
