@@ -224,6 +224,10 @@ def test_dropped_runs_restored_only_between_kept_lines() -> None:
     # one bare link (an API doc's parameter type) is content
     typed = "<h1>Title</h1>\n<ul>\n  <li><a href='err.html'>&lt;Error&gt;</a></li>\n</ul>\n<p>Intro.</p>"
     assert "&lt;Error&gt;" in _restore_dropped("<h1>Title</h1>\n<p>Intro.</p>", typed)
+    # a line main shortened (a date cut out) gives way to the whole line put back
+    dated = "<h1>T</h1>\n<p>Published 21 November 2019 · Tagged with <a href='/t'>wasm</a></p>\n<p>Intro.</p>"
+    short = "<h1>T</h1>\n<p>Published · Tagged with <a href='/t'>wasm</a></p>\n<p>Intro.</p>"
+    assert _restore_dropped(short, dated) == dated
     # a line main has that visible lacks (visible skips asides, main keeps deep ones) stays
     assert _restore_dropped("<p>Note: deep aside.</p>\n<p>Intro.</p>", "<p>Intro.</p>") == (
         "<p>Note: deep aside.</p>\n<p>Intro.</p>"

@@ -165,7 +165,9 @@ def _restore_dropped(main: str, visible: str) -> str:
     than three levels below ``<body>`` (all the lists of a simple documentation page),
     lists dense with links (API docs: "as_ref converts from &Option<T> to Option<&T>",
     with three links). So every run of ``visible`` lines between two lines with text that
-    ``main`` kept is put back in place, unless it is a menu (``_menu``)."""
+    ``main`` kept is put back in place, unless it is a menu (``_menu``); a line ``main`` has
+    between the same two lines and the run has whole, word for word, was a shortened copy
+    (a date cut out of a byline) and goes."""
     kept = main.split("\n")
     lines = visible.split("\n")
     where: dict[str, list[int]] = {}
@@ -181,16 +183,23 @@ def _restore_dropped(main: str, visible: str) -> str:
             if j < len(places):
                 mate[places[j]], nxt = k, places[j] + 1
     inserts: dict[int, list[str]] = {}
+    shortened: set[int] = set()  # kept lines that a put-back run has whole (a date cut from a line)
     prev = -1
     for i in sorted(mate):
         if prev >= 0 and i > prev + 1 and not _menu(lines[prev + 1 : i]):
-            inserts[mate[prev]] = lines[prev + 1 : i]
+            run = lines[prev + 1 : i]
+            inserts[mate[prev]] = run
+            words = set(_ANY_TAG.sub(" ", "\n".join(run)).split())
+            for k in range(mate[prev] + 1, mate[i]):
+                if set(_ANY_TAG.sub(" ", kept[k]).split()) <= words:
+                    shortened.add(k)
         prev = i
     if not inserts:
         return main
     out: list[str] = []
     for k, line in enumerate(kept):
-        out.append(line)
+        if k not in shortened:
+            out.append(line)
         out.extend(inserts.get(k, ()))
     return "\n".join(out)
 
