@@ -322,7 +322,10 @@ def _squeeze(chunk: str, out: list[str]) -> str:
     Line breaks are kept: outside tags, resiliparse writes them only between blocks it has
     no tag for, such as table rows, whose cells it separates with two tabs (written here as
     ``a | b``)."""
-    text = "\n".join(_row(line) for line in chunk.split("\n"))
+    if "\n" in chunk or "\t\t" in chunk:
+        text = "\n".join(_row(line) for line in chunk.split("\n"))
+    else:  # most chunks: a run of words between two inline tags
+        text = " ".join(chunk.split())
     after_break = not out or out[-1].endswith("\n")
     if not text.strip():
         if "\n" in chunk:
