@@ -623,6 +623,28 @@ async def test_a_protected_read_repeating_an_earlier_read_stays_exact_unless_run
     )
 
 
+async def test_a_protected_read_of_lines_read_before_points_at_that_read_only_when_whole() -> None:
+    """A Read of lines the request already holds byte for byte in one earlier Read (same lines,
+    same numbers, not edited since) becomes a pointer to them; one that also has other lines
+    (an edit since, a wider range) stays exact by default."""
+    lines = [f"{i + 1:>6}→def f{i}(): return {hashlib.sha256(str(i).encode()).hexdigest()[:12]}" for i in range(80)]
+    part = "\n".join(lines[20:50])
+    wider = "\n".join(lines[20:50] + ["    81→def new(): pass"])
+    turns = [("user", "go"), ("call", "a", "Read", {"file_path": "/h.py"}), ("result", "a", "\n".join(lines)),
+             ("call", "b", "Read", {"file_path": "/h.py", "offset": 21, "limit": 30}), ("result", "b", part),
+             ("call", "c", "Read", {"file_path": "/h.py", "offset": 21}), ("result", "c", wider)]
+    raw = anthropic_request(turns)
+    p, store = make()
+    r = await p.run(raw, INFO)
+    assert r.counts == {"protected": 2, "repeat": 1, "first_with_history": 2}
+    (key,) = r.ccr_hashes
+    texts = tool_texts(r.body)
+    assert texts[1] == f"[30 lines same as lines 21-50 of the output of tool call a above; retrieve: {key}]"
+    assert texts[0] == "\n".join(lines) and texts[2] == wider
+    assert await store.get("default", key) == part
+    assert_only_spans_changed(raw, r.body, [(b.start, b.end) for b in anthropic.parse(raw).blocks])
+
+
 def tokens_by_definition(raw: bytes, model: str) -> int:
     """``tokens_before`` as documented: outputs as decoded text, messages without them, the rest as JSON text."""
     from ctxgate import tokens

@@ -541,7 +541,13 @@ class Pipeline:
         call = conv.calls.get(b.tool_id)
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
-        referable = first is not None or policy.protected_runs or bool(calls.before(b.message))
+        window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
+        referable = (
+            first is not None
+            or policy.protected_runs
+            or bool(calls.before(b.message))
+            or refs.may_hold_whole(b, (e.text for e in window if sent.get(e.index) == e.text))
+        )
         if reason is not None and (reason == "level_off" or not referable):
             return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
         # an output that stays exact whatever its size need not be counted, unless it is a duplicate
@@ -592,19 +598,22 @@ class Pipeline:
         """The block with the runs the request already holds replaced by references, or None.
 
         Sources: the call's own arguments and earlier calls' (never changed), and earlier outputs
-        as they went upstream. A protected output may point at earlier outputs only with
-        ``protected_runs``, and at earlier calls only when they cover it whole; an unprotected one
+        as they went upstream. A protected output may point at runs of earlier outputs only with
+        ``protected_runs``; without it, at earlier calls only when they cover it whole, and at an
+        earlier output only when one that went upstream exactly holds it whole; an unprotected one
         may also point at the full text of an output sent shortened (``balanced``), and its text
         between the references goes through the engine.
         """
-        earlier, unshown = None, []
+        earlier, unshown, exact = None, [], []
+        window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
         if not protected or policy.protected_runs:
-            window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
             earlier = [(e, sent[e.index]) for e in window]
             if not protected and ctx.level == "balanced":
                 unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
+        else:  # a protected output may be a whole copy of part of one that went upstream exactly
+            exact = [(e, e.text) for e in window if sent[e.index] == e.text]
         whole = protected and not policy.protected_runs
-        found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown)
+        found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown, exact=exact)
         if not found:
             return None
         ref = retrieval_key(b.text)

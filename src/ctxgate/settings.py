@@ -89,9 +89,10 @@ class Settings(BaseSettings):
         "whole",
         description=(
             "References allowed in a protected output or file read: 'whole' (an identical earlier output; "
-            "an earlier call's argument that the output copies whole, such as a Read of a file the agent "
-            "wrote; runs of its own call's arguments, such as a Write that prints what it wrote) or 'runs' "
-            "(also runs of 8+ lines of earlier outputs as sent and of earlier calls' arguments)."
+            "an earlier output sent exactly that holds the whole output in one run, such as a Read of lines "
+            "read before; an earlier call's argument that the output copies whole, such as a Read of a file "
+            "the agent wrote; runs of its own call's arguments, such as a Write that prints what it wrote) or "
+            "'runs' (also runs of 8+ lines of earlier outputs as sent and of earlier calls' arguments)."
         ),
     )
     min_tokens: int = Field(

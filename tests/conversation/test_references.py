@@ -78,11 +78,13 @@ def roundtrip(
     others: tuple[ToolCall, ...] = (),
     *,
     whole: bool = False,
+    exact: list[tuple[Block, str]] | None = None,
 ) -> str:
     calls = refs.Calls([*others, *([c] if c else [])])
-    found = refs.references(b, c, earlier, calls, whole=whole)
+    found = refs.references(b, c, earlier, calls, whole=whole, exact=exact or ())
     text = refs.reference_text(b, c, found, "ctx_k")
-    assert decode(text, c, {e.tool_id: t for e, t in earlier or []}, {o.id: o for o in others}) == b.text
+    sources = {e.tool_id: t for e, t in [*(earlier or []), *(exact or [])]}
+    assert decode(text, c, sources, {o.id: o for o in others}) == b.text
     return text
 
 
@@ -247,6 +249,28 @@ def test_a_read_of_a_file_the_agent_wrote_points_at_the_write() -> None:
     # a call made after the output (or the output's own message) is never pointed at
     later = ToolCall("w2", "Write", write.args, 9)
     assert refs.references(whole, read, None, refs.Calls([later, read])) == []
+
+
+def test_a_read_of_lines_read_before_points_at_that_read_only_when_it_is_all_there() -> None:
+    numbered = [f"{i:>6}→def f{i}(): return {i * 7919 % 1000}" for i in range(1, 81)]
+    first = Block(1, 1, "r1", -1, "\n".join(numbered), 0, 0, "Read")
+    read = ToolCall("c9", "Read", json.dumps({"file_path": "/h.py", "offset": 21, "limit": 30}), 4)
+    part = block("\n".join(numbered[20:50]))
+    assert refs.may_hold_whole(part, [first.text]) and not refs.may_hold_whole(part, ["other text"])
+    text = roundtrip(part, read, whole=True, exact=[(first, first.text)])
+    assert text == "[30 lines same as lines 21-50 of the output of tool call r1 above; retrieve: ctx_k]"
+    # an agent's envelope around the lines, which the earlier output has too, may stay in place
+    wrapped_first = Block(
+        1, 1, "r1", -1, "\n".join(["<returncode>0</returncode>", "<output>", *numbered, "</output>"]), 0, 0
+    )
+    wrapped = block("\n".join(["<returncode>0</returncode>", "<output>", *numbered[:30], "</output>"]))
+    text = roundtrip(wrapped, None, whole=True, exact=[(wrapped_first, wrapped_first.text)])
+    assert text.endswith("retrieve: ctx_k]\n</output>") and text.count("retrieve") == 1
+    # a line the earlier output does not have (an edit, a wider range): the read stays as it is
+    wider = block("\n".join([*numbered[20:50], "    81→def new(): pass"]))
+    assert roundtrip(wider, read, whole=True, exact=[(first, first.text)]) == wider.text
+    # without ``whole`` such outputs are ``earlier`` ones and any long run counts (``protected_dedupe=runs``)
+    assert roundtrip(wider, read, [(first, first.text)]).startswith("[30 lines same as lines 21-50")
 
 
 def test_on_a_tie_the_own_call_wins() -> None:

@@ -343,15 +343,21 @@ def references(
     *,
     whole: bool = False,
     unshown: Sequence[tuple[Block, str]] = (),
+    exact: Sequence[tuple[Block, str]] = (),
 ) -> list[Reference]:
     """The runs of this output the request already holds byte for byte: echoes of its own call's
     arguments, echoes of the arguments of the ``LOOKBACK`` most recent earlier ``calls``, and
     (``earlier`` given) repeats of earlier outputs as sent (and of the full text of ``unshown``
     ones, which went upstream shortened: lossy); the longest first, not overlapping, in output order.
 
-    ``whole``: echoes of earlier calls count only when, with the other references, they cover the
-    output without a gap, but for at most ``WHOLE_SLACK`` lines at its start or end (a file read
-    that is a whole copy of a file the agent wrote, not a read that shares some lines with it).
+    ``whole``: references beyond the own call's echoes count only when they leave the output no
+    gap, but for at most ``WHOLE_SLACK`` lines at its start or end: echoes of earlier calls that
+    cover it together (a file read that is a whole copy of a file the agent wrote, not a read
+    that shares some lines with it), or one run of one of the ``exact`` earlier outputs (those
+    that went upstream byte for byte) that is the whole output but for at most ``WHOLE_SLACK``
+    lines at its ends that the same output also has (an agent's envelope such as ``<output>``):
+    a read of lines the agent read before and has not changed since. So the model finds the
+    whole text in one place.
     """
     calls = calls or Calls([call] if call is not None else [])
     out = _Output(block.text)
@@ -359,15 +365,35 @@ def references(
     if earlier:
         found += repeated_lines(block, earlier, unshown)  # after the own call's echoes: those win a tie
     others = [c for c in calls.before(block.message) if c is not call][-LOOKBACK:]
-    if not others:
-        return _disjoint(found)
     wider: list[Reference] = [*found]  # on a tie the output's own call, then the most recent call
     for c in reversed(others):
         wider += echoed_arguments(block, c, own=False, calls=calls, out=out)
     wider = _disjoint(wider)
-    if whole and not _covers(wider, block.text.count("\n") + 1):
-        return _disjoint(found)
-    return wider
+    if not whole:
+        return wider
+    n = block.text.count("\n") + 1
+    found = _disjoint(found)
+    if others and _covers(wider, n):
+        return wider
+    if exact and not _covers(found, n):
+        lines = block.text.split("\n")
+        texts = {e.index: text for e, text in exact}
+        for r in repeated_lines(block, exact):
+            edges = lines[: r.start] + lines[r.end :]  # an envelope ("<output>", "</output>") at most
+            if _covers([r], n) and set(edges) <= set(texts[r.first.index].split("\n")):
+                return [r]
+    return found
+
+
+def may_hold_whole(block: Block, texts: Iterable[str]) -> bool:
+    """Whether one of ``texts`` may hold the output whole (``references`` with ``exact``): it has
+    the output's longest line. A substring test per text, to spare the full search for the
+    outputs that cannot be copies (most of them)."""
+    lines = block.text.split("\n")
+    if len(lines) < MIN_LINES:
+        return False
+    probe = max(lines, key=len)
+    return any(probe in text for text in texts)
 
 
 def _covers(found: Sequence[Reference], n: int) -> bool:
