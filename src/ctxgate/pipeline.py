@@ -541,12 +541,11 @@ class Pipeline:
         call = conv.calls.get(b.tool_id)
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
-        window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
         referable = (
             first is not None
             or policy.protected_runs
             or bool(calls.before(b.message))
-            or refs.may_hold_whole(b, (e.text for e in window if sent.get(e.index) == e.text))
+            or (reason is not None and bool(self._copy_sources(b, conv, sent)))
         )
         if reason is not None and (reason == "level_off" or not referable):
             return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
@@ -611,7 +610,7 @@ class Pipeline:
             if not protected and ctx.level == "balanced":
                 unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
         else:  # a protected output may be a whole copy of part of one that went upstream exactly
-            exact = [(e, e.text) for e in window if sent[e.index] == e.text]
+            exact = Pipeline._copy_sources(b, conv, sent)
         whole = protected and not policy.protected_runs
         found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown, exact=exact)
         if not found:
@@ -633,6 +632,14 @@ class Pipeline:
         return _Decision(text, "echo" if kinds == {"echo"} else "repeat", originals, tuple(sorted(kinds | transforms)))
 
     # --- helpers ------------------------------------------------------------
+
+    @staticmethod
+    def _copy_sources(
+        b: conversation.Block, conv: Conversation, sent: dict[int, str]
+    ) -> list[tuple[conversation.Block, str]]:
+        """Earlier outputs of the window that went upstream exactly and may hold ``b`` whole."""
+        window = conv.blocks[max(0, b.index - refs.LOOKBACK) : b.index]
+        return refs.copy_sources(b, [(e, e.text) for e in window if sent.get(e.index) == e.text])
 
     @staticmethod
     def _saved(b: conversation.Block, text: str, model: str, prev: _Memo | None, memo: _Memo | None) -> int:

@@ -256,7 +256,8 @@ def test_a_read_of_lines_read_before_points_at_that_read_only_when_it_is_all_the
     first = Block(1, 1, "r1", -1, "\n".join(numbered), 0, 0, "Read")
     read = ToolCall("c9", "Read", json.dumps({"file_path": "/h.py", "offset": 21, "limit": 30}), 4)
     part = block("\n".join(numbered[20:50]))
-    assert refs.may_hold_whole(part, [first.text]) and not refs.may_hold_whole(part, ["other text"])
+    other = Block(2, 2, "r2", -1, "\n".join(numbered[:25]), 0, 0, "Read")
+    assert refs.copy_sources(part, [(first, first.text), (other, other.text)]) == [(first, first.text)]
     text = roundtrip(part, read, whole=True, exact=[(first, first.text)])
     assert text == "[30 lines same as lines 21-50 of the output of tool call r1 above; retrieve: ctx_k]"
     # an agent's envelope around the lines, which the earlier output has too, may stay in place

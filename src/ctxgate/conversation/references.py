@@ -385,15 +385,15 @@ def references(
     return found
 
 
-def may_hold_whole(block: Block, texts: Iterable[str]) -> bool:
-    """Whether one of ``texts`` may hold the output whole (``references`` with ``exact``): it has
-    the output's longest line. A substring test per text, to spare the full search for the
-    outputs that cannot be copies (most of them)."""
+def copy_sources(block: Block, texts: Sequence[tuple[Block, str]]) -> list[tuple[Block, str]]:
+    """The earlier outputs that may hold this one whole (``references``'s ``exact``): those with
+    its longest line and its lines just inside the slack at both ends. Substring tests, to spare
+    the full search for the outputs that cannot be copies (most of them)."""
     lines = block.text.split("\n")
     if len(lines) < MIN_LINES:
-        return False
-    probe = max(lines, key=len)
-    return any(probe in text for text in texts)
+        return []
+    probes = {max(lines, key=len), lines[WHOLE_SLACK], lines[-1 - WHOLE_SLACK]}
+    return [(e, text) for e, text in texts if all(p in text for p in probes)]
 
 
 def _covers(found: Sequence[Reference], n: int) -> bool:
