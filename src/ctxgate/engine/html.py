@@ -73,11 +73,9 @@ class HtmlCompressor:
         if tree.body is None:
             raise ValueError("html: no body")
         visible = _minimal(tree, main_content=False)
-        if _too_deep(text, tree):
-            body, transform = "", "html:main-content"
-        else:
+        body, transform = "", "html:main-content"
+        if not _too_deep(text, tree):  # else the main-content rules would take seconds: visible text
             body = _markdown(_restore_dropped(_minimal(tree, main_content=True), visible))
-            transform = "html:main-content"
         if len(body) < MIN_MAIN_CHARS:
             whole = _markdown(visible)
             if len(whole) > len(body):
