@@ -541,12 +541,9 @@ class Pipeline:
         call = conv.calls.get(b.tool_id)
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
-        referable = (
-            first is not None
-            or policy.protected_runs
-            or bool(calls.before(b.message))
-            or (reason is not None and bool(self._copy_sources(b, conv, sent)))
-        )
+        # the earlier outputs a protected one may be a whole copy of (``references``'s ``exact``)
+        copies = self._copy_sources(b, conv, sent) if reason is not None and not policy.protected_runs else None
+        referable = first is not None or policy.protected_runs or bool(calls.before(b.message)) or bool(copies)
         if reason is not None and (reason == "level_off" or not referable):
             return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
         # an output that stays exact whatever its size need not be counted, unless it is a duplicate
@@ -572,7 +569,9 @@ class Pipeline:
             model=info.model,
             min_tokens=policy.min_tokens,
         )
-        best = self._references(b, call, conv, policy, sent, calls, protected=reason is not None, ctx=ctx)
+        best = self._references(
+            b, call, conv, policy, sent, calls, protected=reason is not None, ctx=ctx, copies=copies
+        )
         if reason is not None:  # protected: a reference, or nothing
             return best if best is not None else _Decision(None, reason)
         outcome = engine.compress(b.text, ctx, tokens_before=n)  # n: counted above (reason is None)
@@ -593,6 +592,7 @@ class Pipeline:
         *,
         protected: bool,
         ctx: engine.Context,
+        copies: list[tuple[conversation.Block, str]] | None = None,
     ) -> _Decision | None:
         """The block with the runs the request already holds replaced by references, or None.
 
@@ -610,7 +610,7 @@ class Pipeline:
             if not protected and ctx.level == "balanced":
                 unshown = [(e, e.text) for e in window if sent[e.index] != e.text]
         else:  # a protected output may be a whole copy of part of one that went upstream exactly
-            exact = Pipeline._copy_sources(b, conv, sent)
+            exact = copies if copies is not None else Pipeline._copy_sources(b, conv, sent)
         whole = protected and not policy.protected_runs
         found = refs.references(b, call, earlier, calls, whole=whole, unshown=unshown, exact=exact)
         if not found:
