@@ -279,10 +279,10 @@ def _markdown(minimal: str) -> str:
             elif links:
                 start, href = links.pop()
                 label = "".join(out[start:]).strip()
-                if href.startswith("#") and not any(c.isalnum() for c in label):
-                    del out[start:]  # a heading's or paragraph's anchor mark: "#", "¶", "§"
-                elif label and _worth_linking(href):
+                kind = _link_kind(label, href)
+                if kind != "text":
                     del out[start:]
+                if kind == "link":
                     out.append(f"[{label}]({href})")
     if pos < len(minimal):
         chunk = html.unescape(minimal[pos:])
@@ -307,11 +307,10 @@ def _text_link(m: re.Match[str]) -> str:
     label = " ".join(raw.split())
     before = " " if raw[:1].isspace() else ""
     after = " " if raw[-1:].isspace() else ""
-    if href.startswith("#") and not any(c.isalnum() for c in html.unescape(label)):
-        return before or after
-    if label and _worth_linking(html.unescape(href)):
+    kind = _link_kind(html.unescape(label), html.unescape(href))
+    if kind == "link":
         return f"{before}[{label}]({href}){after}"
-    return f"{before}{label}{after}" if label else before or after
+    return f"{before}{label}{after}" if kind == "text" and label else before or after
 
 
 def _squeeze(chunk: str, out: list[str]) -> str:
@@ -355,9 +354,15 @@ def _trim_end(out: list[str]) -> None:
         out[-1] = out[-1].rstrip()
 
 
-def _worth_linking(href: str) -> bool:
-    """Links to other pages or files; not in-page anchors or script calls."""
-    return bool(href) and not href.startswith(("#", "javascript:", "mailto:"))
+def _link_kind(label: str, href: str) -> str:
+    """How a link is written: ``"link"`` (``[label](href)``: to another page or file),
+    ``"mark"`` (dropped: a heading's or paragraph's anchor mark such as "#", "¶", "§"), or
+    ``"text"`` (the label alone: an in-page anchor, a script call, a mail address)."""
+    if href.startswith("#") and not any(c.isalnum() for c in label):
+        return "mark"
+    if label and href and not href.startswith(("#", "javascript:", "mailto:")):
+        return "link"
+    return "text"
 
 
 _BYLINE = '[class*="byline"], [class*="author"], [rel="author"], [itemprop*="author"]'
