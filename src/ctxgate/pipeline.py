@@ -542,7 +542,8 @@ class Pipeline:
         first = dups.get(b.index)
         reason = policy.exemption(b, call)
         # the earlier outputs a protected one may be a whole copy of (``references``'s ``exact``)
-        copies = self._copy_sources(b, conv, sent) if reason is not None and not policy.protected_runs else None
+        exact_kept = reason in ("protected", "file_read") and not policy.protected_runs
+        copies = self._copy_sources(b, conv, sent) if exact_kept else None
         referable = first is not None or policy.protected_runs or bool(calls.before(b.message)) or bool(copies)
         if reason is not None and (reason == "level_off" or not referable):
             return _Decision(None, reason)  # kept whatever its size: not counted here (see ``_count``)
