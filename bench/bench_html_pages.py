@@ -12,6 +12,11 @@ With ``--trafilatura PYTHON`` (the interpreter of a separate virtual environment
 trafilatura (markdown, links, formatting, tables, recall-oriented), and the share of its
 sentences longer than 50 characters that ctxgate's output holds (case, punctuation, markdown
 marks and link targets aside) is reported, with the pages where the most are missing.
+``--rules-only`` measures resiliparse's main-content rules alone (no runs put back, no lone
+characters kept), the baseline the restoring in ``engine/html.py`` is judged against.
+
+``--pathological`` times generated pages instead: deep nesting, many links, long lists, one
+huge line, one line repeated thousands of times between dropped lists.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from ctxgate import engine, tokens  # noqa: E402
+from ctxgate.engine import html as html_engine  # noqa: E402
 
 MODEL = "gpt-4o"
 _TRAFILATURA = """
@@ -58,6 +64,29 @@ def sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n", _plain(text)) if len(s) > 50]
 
 
+def pathological() -> None:
+    """Seconds per generated page through the HTML compressor (one call each)."""
+    body = "<!DOCTYPE html><html><body>{}</body></html>".format
+    pages = {
+        "20,000 nested <div>s": body("<div>" * 20000 + "<p>deep text paragraph</p>" + "</div>" * 20000),
+        "200,000 links": body("<main><p>intro</p>" + "".join(f"<a href='/p{i}'>link {i}</a> " for i in range(200000))),
+        "100,000 list items": body(
+            "<main><h1>x</h1><ul>" + "".join(f"<li>item {i} <a href='/{i}'>l</a></li>" for i in range(100000))
+        ),
+        "one 5 MB line": body("<p>" + "word " * 1000000 + "</p>"),
+        "one line 20,000 times, lists between": body(
+            "<main><h1>T</h1>" + "<p>-</p><ul><li><a href='x'>y</a> more words here</li></ul>" * 20000
+        ),
+    }
+    compressor = html_engine.HtmlCompressor()
+    ctx = engine.Context(level="balanced")
+    print("| page | size KB | seconds | transform |\n|---|---|---|---|")
+    for name, page in pages.items():
+        t0 = time.perf_counter()
+        result = compressor.compress(page, ctx)
+        print(f"| {name} | {len(page) // 1000} | {time.perf_counter() - t0:.3f} | {', '.join(result.transforms)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("pages", nargs="*", type=Path)
@@ -65,7 +94,15 @@ def main() -> None:
     ap.add_argument("--trafilatura", help="python of a venv with trafilatura, to compare with")
     ap.add_argument("--repeat", type=int, default=3, help="calls per page (median time)")
     ap.add_argument("--worst", type=int, default=8, help="pages listed with the most missing")
+    ap.add_argument("--rules-only", action="store_true", help="resiliparse's main-content rules alone")
+    ap.add_argument("--pathological", action="store_true", help="time generated worst-case pages")
     args = ap.parse_args()
+    if args.pathological:
+        pathological()
+        return
+    if args.rules_only:
+        html_engine._restore_dropped = lambda main, visible: main  # type: ignore[assignment]
+        html_engine._keep_lone_characters = lambda page: page  # type: ignore[assignment]
     pages = list(args.pages)
     if args.list:
         pages += [Path(p) for p in args.list.read_text().split("\n") if p.strip()]
